@@ -1,0 +1,183 @@
+"""Seeded tensor factories and the ``inputs`` forms every check accepts.
+
+``inputs`` is either a tuple of positional arguments or a builder
+``inputs(make)``; a builder returns a tuple, or :class:`Args` when it needs
+keyword arguments too. ``make`` is a :class:`Maker`: it draws tensors with
+``torch.testing.make_tensor`` from its own seed, on the CPU (so the values do
+not depend on the device), then moves them to the bound device.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Union
+
+if TYPE_CHECKING:
+    import torch
+
+_MAX_SEED = 2**32 - 1
+
+
+class Args:
+    """Positional and keyword arguments, for builders that need keywords.
+
+    >>> def inputs(make):
+    ...     return Args(make(4, 10), dim=1)
+    """
+
+    __slots__ = ("args", "kwargs")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.args = tuple(args)
+        self.kwargs = dict(kwargs)
+
+    def __repr__(self) -> str:
+        parts = [repr(a) for a in self.args]
+        parts += [f"{k}={v!r}" for k, v in self.kwargs.items()]
+        return f"Args({', '.join(parts)})"
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, Args)
+            and self.args == other.args
+            and self.kwargs == other.kwargs
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+Builder = Callable[["Maker"], tuple | Args]
+Inputs = Union[tuple, list, Args, Builder]
+
+
+def derive_seed(seed: int, *parts: object) -> int:
+    """A 32-bit seed derived from ``seed`` and ``parts``; stable across processes."""
+    text = ":".join([str(seed), *map(str, parts)]).encode()
+    return zlib.crc32(text) & _MAX_SEED
+
+
+def _normalize_shape(shape: Sequence[Any]) -> tuple[int, ...]:
+    if (len(shape) == 1 and isinstance(shape[0], (tuple, list))) or (
+        len(shape) == 1 and type(shape[0]).__name__ == "Size"
+    ):
+        shape = tuple(shape[0])
+    out = []
+    for size in shape:
+        if isinstance(size, bool) or (not isinstance(size, int) and not hasattr(size, "__index__")):
+            raise TypeError(
+                f"make(*shape): sizes must be integers, got {size!r} in {tuple(shape)!r}"
+            )
+        size = int(size)
+        if size < 0:
+            raise ValueError(f"make(*shape): negative size {size} in {tuple(shape)!r}")
+        out.append(size)
+    return tuple(out)
+
+
+class Maker:
+    """``make(*shape, dtype=None, low=None, high=None)``: a seeded tensor factory.
+
+    Floating tensors default to the bound dtype and to values in [-9, 9];
+    integer tensors default to ``low=0`` (negative indices silently mean
+    something else in indexing code) and ``high=10``. Every call draws from
+    the next seed in a sequence that starts at ``seed``, so the same builder
+    gives the same tensors in every run and on every device.
+
+    ``scale`` multiplies floating tensors whose ``low`` and ``high`` were both
+    left out: the correctness engine uses it for large- and small-magnitude
+    trials. Tensors given an explicit domain keep it.
+    """
+
+    def __init__(
+        self,
+        device: torch.device | str = "cpu",
+        dtype: torch.dtype | None = None,
+        seed: int = 0,
+        *,
+        scale: float | None = None,
+    ) -> None:
+        import torch
+
+        self.device = torch.device(device)
+        self.dtype = torch.float32 if dtype is None else dtype
+        self.seed = int(seed)
+        self.scale = scale
+        self.calls = 0
+        #: (tensor, scaled) for every tensor made, in order.
+        self.made: list[tuple[torch.Tensor, bool]] = []
+
+    def __call__(
+        self,
+        *shape: Any,
+        dtype: torch.dtype | None = None,
+        low: float | None = None,
+        high: float | None = None,
+        requires_grad: bool = False,
+        exclude_zero: bool = False,
+    ) -> torch.Tensor:
+        import torch
+        from torch.testing import make_tensor
+
+        size = _normalize_shape(shape)
+        dtype = self.dtype if dtype is None else dtype
+        if not isinstance(dtype, torch.dtype):
+            raise TypeError(f"make(dtype=...): expected a torch.dtype, got {dtype!r}")
+        floating = dtype.is_floating_point or dtype.is_complex
+        if dtype != torch.bool and not floating and low is None:
+            low = 0
+        scaled = floating and self.scale is not None and low is None and high is None
+        call_seed = derive_seed(self.seed, "make", self.calls)
+        self.calls += 1
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(call_seed)
+            tensor = make_tensor(
+                size,
+                dtype=dtype,
+                device="cpu",
+                low=low,
+                high=high,
+                exclude_zero=exclude_zero,
+            )
+        if scaled:
+            tensor = tensor * self.scale
+        tensor = tensor.to(self.device)
+        if requires_grad:
+            tensor.requires_grad_(True)
+        self.made.append((tensor, scaled))
+        return tensor
+
+    def __repr__(self) -> str:
+        return (
+            f"Maker(device={str(self.device)!r}, dtype={self.dtype}, seed={self.seed}"
+            + (f", scale={self.scale:g}" if self.scale is not None else "")
+            + ")"
+        )
+
+
+def is_builder(inputs: object) -> bool:
+    """True when ``inputs`` is a builder (a callable) rather than fixed arguments."""
+    return callable(inputs) and not isinstance(inputs, (tuple, list, Args))
+
+
+def as_args(value: object, *, what: str = "inputs") -> Args:
+    """Turn a tuple, list or :class:`Args` into :class:`Args`; reject the rest."""
+    if isinstance(value, Args):
+        return value
+    if isinstance(value, (tuple, list)):
+        return Args(*value)
+    raise TypeError(
+        f"{what} must be a tuple of positional arguments or Args(*args, **kwargs), "
+        f"got {type(value).__name__}; wrap a single tensor as (x,)"
+    )
+
+
+def build(inputs: Inputs, make: Maker) -> Args:
+    """Call a builder with ``make`` (or take fixed arguments) and return :class:`Args`.
+
+    A builder that raises propagates its own exception; callers add the
+    trial's context.
+    """
+    if is_builder(inputs):
+        return as_args(inputs(make), what="the inputs builder's return value")  # type: ignore[operator]
+    return as_args(inputs)

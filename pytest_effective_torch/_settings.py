@@ -1,0 +1,353 @@
+"""Every setting, its sources, and one precedence rule: ini < env < CLI.
+
+Markers and call arguments sit above these (they are applied where the
+check runs). Settings are resolved once per session into a frozen
+:class:`Settings` kept in ``config.stash``; hooks and fixtures only read it.
+A bad value is a :class:`pytest.UsageError` that names the value, where it
+came from and what is accepted.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from ._devices import (
+    Inventory,
+    check_device_words,
+    needs_inventory,
+    probe_inventory,
+    resolve_devices,
+    split_specs,
+)
+from ._dtypes import canonical_dtype_name
+
+DEFAULT_SEED = 0
+
+# A few switches are read from stash by other modules; name them once.
+SETTINGS_KEY = pytest.StashKey["Settings"]()
+OWNED_FLAGS_KEY = pytest.StashKey["frozenset[str]"]()
+
+
+def _parse_seed(text: str) -> int | None:
+    """An integer, or None for ``random`` (drawn once per session)."""
+    if text.strip().lower() == "random":
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError("expected a non-negative integer or 'random'") from None
+    if not 0 <= value < 2**32:
+        raise ValueError("expected an integer in [0, 2**32)")
+    return value
+
+
+def _parse_positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError("expected a positive integer") from None
+    if value < 1:
+        raise ValueError("expected a positive integer")
+    return value
+
+
+def _parse_positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError("expected a positive number") from None
+    if not value > 0 or value != value or value == float("inf"):
+        raise ValueError("expected a positive number")
+    return value
+
+
+def _parse_percent(text: str) -> float:
+    value = text.strip().removesuffix("%")
+    try:
+        number = float(value)
+    except ValueError:
+        raise ValueError("expected a percentage such as 10 or 10%") from None
+    if not 0 <= number < 100:
+        raise ValueError("expected a percentage in [0, 100)")
+    return number
+
+
+def _choice(*choices: str) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        value = text.strip().lower()
+        if value not in choices:
+            raise ValueError(f"expected one of: {', '.join(choices)}")
+        return value
+
+    return parse
+
+
+def _parse_bool(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError("expected true or false")
+
+
+def _parse_devices(text: str) -> tuple[str, ...]:
+    specs = split_specs(text.replace(" ", ",").split(","))
+    if not specs:
+        raise ValueError("expected at least one device")
+    check_device_words(specs)
+    return tuple(specs)
+
+
+def _parse_dtypes(text: str) -> tuple[str, ...]:
+    names = [part for part in text.replace(" ", ",").split(",") if part.strip()]
+    if not names:
+        raise ValueError("expected at least one dtype")
+    out: list[str] = []
+    for name in names:
+        canonical = canonical_dtype_name(name)
+        if canonical not in out:
+            out.append(canonical)
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class OptionSpec:
+    """One setting: its flag, ini key, environment variable, default and parser."""
+
+    key: str
+    parse: Callable[[str], Any]
+    default: str
+    help: str
+    env: str | None = None
+    multiple: bool = False
+    flag_only: bool = False  # a store_true flag (and a boolean ini key)
+
+    @property
+    def flag(self) -> str:
+        return "--effective-torch-" + self.key.replace("_", "-")
+
+    @property
+    def ini(self) -> str:
+        return "effective_torch_" + self.key
+
+    @property
+    def dest(self) -> str:
+        return "effective_torch_" + self.key
+
+
+OPTIONS: tuple[OptionSpec, ...] = (
+    OptionSpec(
+        "devices",
+        _parse_devices,
+        "cpu",
+        "Devices to run device-bound tests on: cpu, cuda, cuda:N, mps, all "
+        "(every available type) or auto (best available); repeat the flag or "
+        "give a comma list. Default: cpu.",
+        env="EFFECTIVE_TORCH_DEVICES",
+        multiple=True,
+    ),
+    OptionSpec(
+        "dtypes",
+        _parse_dtypes,
+        "float32",
+        "Dtypes to run dtype-bound tests with (float32, float64, float16, "
+        "bfloat16, ...); repeat the flag or give a comma list. Default: float32.",
+        env="EFFECTIVE_TORCH_DTYPES",
+        multiple=True,
+    ),
+    OptionSpec(
+        "seed",
+        _parse_seed,
+        str(DEFAULT_SEED),
+        "Session seed; each test's seed is derived from it and the test's node "
+        f"id. 'random' draws one. Default: {DEFAULT_SEED}.",
+        env="EFFECTIVE_TORCH_SEED",
+    ),
+    OptionSpec(
+        "trials",
+        _parse_positive_int,
+        "3",
+        "Random-value trials per equivalence check, before the layout and "
+        "magnitude trials. Default: 3.",
+    ),
+    OptionSpec(
+        "threads",
+        _parse_positive_int,
+        "1",
+        "torch intra-op threads while timing on CPU (pinned, then restored). Default: 1.",
+    ),
+    OptionSpec(
+        "time_budget",
+        _parse_positive_float,
+        "2.0",
+        "Seconds a speed verdict may keep measuring before it is inconclusive. Default: 2.0.",
+    ),
+    OptionSpec(
+        "inconclusive",
+        _choice("fail", "skip", "warn"),
+        "fail",
+        "What an undecided speed verdict does: fail, skip or warn. Default: fail.",
+    ),
+    OptionSpec(
+        "timer",
+        _choice("host", "device"),
+        "host",
+        "Which CUDA time the speed verdict uses: host (synchronized wall "
+        "clock, what eager users feel) or device (CUDA events). Both are "
+        "reported. Default: host.",
+    ),
+    OptionSpec(
+        "flush_l2",
+        _parse_bool,
+        "false",
+        "Flush the CUDA L2 cache between timed rounds (outside the timed "
+        "region) to measure cold-cache speed. Default: off.",
+        flag_only=True,
+    ),
+    OptionSpec(
+        "max_speedup_drop",
+        _parse_percent,
+        "",
+        "Fail the run when a test's speedup drops by more than this "
+        "percentage against the run given by --benchmark-compare. Default: off.",
+    ),
+)
+
+OPTIONS_BY_KEY = {spec.key: spec for spec in OPTIONS}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The session's resolved settings. Built once in ``pytest_configure``."""
+
+    devices: tuple[str, ...] = ("cpu",)
+    dtypes: tuple[str, ...] = ("float32",)
+    dtypes_explicit: bool = False
+    seed: int = DEFAULT_SEED
+    seed_random: bool = False
+    trials: int = 3
+    threads: int = 1
+    time_budget: float = 2.0
+    inconclusive: str = "fail"
+    timer: str = "host"
+    flush_l2: bool = False
+    max_speedup_drop: float | None = None
+    inventory: Inventory | None = None
+    sources: dict[str, str] = field(default_factory=dict, compare=False)
+
+
+def add_options(parser: pytest.Parser) -> None:
+    group = parser.getgroup("effective-torch", "effective-torch: reference checks for PyTorch code")
+    for spec in OPTIONS:
+        if spec.flag_only:
+            group.addoption(spec.flag, action="store_true", default=None, dest=spec.dest, help=spec.help)
+        else:
+            group.addoption(
+                spec.flag,
+                action="append" if spec.multiple else "store",
+                default=None,
+                dest=spec.dest,
+                metavar=spec.key.upper(),
+                help=spec.help,
+            )
+        parser.addini(spec.ini, help=spec.help, default="")
+
+
+def add_headline_flag(parser: pytest.Parser, flag: str, key: str) -> bool:
+    """Register ``--device``/``--dtype`` unless the project already did.
+
+    Returns False (and registers nothing) when the name is taken, e.g. by a
+    conftest that defines its own ``--device``.
+    """
+    import argparse
+
+    spec = OPTIONS_BY_KEY[key]
+    group = parser.getgroup("effective-torch")
+    try:
+        group.addoption(flag, action="append", default=None, dest=spec.dest, metavar=spec.key.upper(), help=spec.help)
+    except (ValueError, argparse.ArgumentError):
+        return False
+    return True
+
+
+def _raw_values(config: pytest.Config, spec: OptionSpec) -> tuple[str | None, str]:
+    """The winning raw text for ``spec`` and where it came from."""
+    cli = config.getoption(spec.dest, default=None)
+    if cli:
+        if spec.flag_only:
+            return "true", f"command line {spec.flag}"
+        values = cli if isinstance(cli, list) else [cli]
+        return ",".join(values), "command line"
+    if spec.env:
+        env = os.environ.get(spec.env)
+        if env is not None and env.strip():
+            return env, f"environment variable {spec.env}"
+    ini = config.getini(spec.ini)
+    if isinstance(ini, list):
+        ini = ",".join(ini)
+    if ini and str(ini).strip():
+        return str(ini), f"ini option {spec.ini}"
+    return None, "default"
+
+
+def _parse(spec: OptionSpec, raw: str, source: str) -> Any:
+    try:
+        return spec.parse(raw)
+    except ValueError as exc:
+        label = spec.key.replace("_", " ").rstrip("s") if spec.multiple else spec.key.replace("_", " ")
+        raise pytest.UsageError(f"Invalid {label} {raw!r} from {source}: {exc}") from None
+
+
+def resolve_settings(config: pytest.Config, worker_seed: int | None = None) -> Settings:
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for spec in OPTIONS:
+        raw, source = _raw_values(config, spec)
+        sources[spec.key] = source
+        if raw is None:
+            values[spec.key] = spec.parse(spec.default) if spec.default else None
+        else:
+            values[spec.key] = _parse(spec, raw, source)
+
+    seed = values["seed"]
+    seed_random = seed is None
+    if worker_seed is not None:
+        seed = worker_seed
+    elif seed is None:
+        seed = random.SystemRandom().randrange(2**32)
+
+    specs: Sequence[str] = values["devices"]
+    inventory = probe_inventory() if needs_inventory(specs) else None
+    try:
+        devices = resolve_devices(specs, inventory or Inventory())
+    except ValueError as exc:
+        raise pytest.UsageError(f"{exc} (from {sources['devices']})") from None
+
+    return Settings(
+        devices=devices,
+        dtypes=values["dtypes"],
+        dtypes_explicit=sources["dtypes"] != "default",
+        seed=seed,
+        seed_random=seed_random,
+        trials=values["trials"],
+        threads=values["threads"],
+        time_budget=values["time_budget"],
+        inconclusive=values["inconclusive"],
+        timer=values["timer"],
+        flush_l2=bool(values["flush_l2"]),
+        max_speedup_drop=values["max_speedup_drop"],
+        inventory=inventory,
+        sources=sources,
+    )
+
+
+def get_settings(config: pytest.Config) -> Settings:
+    """The session's settings; defaults when the plugin was not configured."""
+    return config.stash.get(SETTINGS_KEY, Settings())

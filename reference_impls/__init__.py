@@ -1,0 +1,1 @@
+"""The "Effective PyTorch" guide's naive and optimized ops, checked by the plugin."""
