@@ -48,7 +48,7 @@ class Args:
 
 
 Builder = Callable[["Maker"], tuple | Args]
-Inputs = Union[tuple, list, Args, Builder]
+Inputs = Union[tuple, list, Args, Builder]  # noqa: UP007 (runtime alias on 3.10)
 
 
 def derive_seed(seed: int, *parts: object) -> int:
