@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from . import _parametrize
+from . import _parametrize, _summary
 from ._settings import (
     OWNED_FLAGS_KEY,
     SETTINGS_KEY,
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     import torch
 
     from ._inputs import Maker
+    from ._speed import SpeedFixture
 
 _HEADLINE_FLAGS = (("--device", "devices"), ("--dtype", "dtypes"))
 
@@ -65,6 +66,7 @@ def pytest_configure(config: pytest.Config) -> None:
     workerinput = getattr(config, "workerinput", None)
     worker_seed = workerinput.get("effective_torch_seed") if workerinput else None
     config.stash[SETTINGS_KEY] = resolve_settings(config, worker_seed=worker_seed)
+    config.pluginmanager.register(_summary.SpeedRecorder(config), "effective-torch-speed")
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -87,6 +89,13 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     _parametrize.mark_capability_skips(items, get_settings(config))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict[str, Any]) -> None:
+    from ._benchmark_bridge import machine_info as add_machine_info
+
+    add_machine_info(config, machine_info, get_settings(config).devices)
 
 
 @pytest.hookimpl(wrapper=True)
@@ -129,3 +138,14 @@ def make_tensor(device: torch.device, dtype: torch.dtype, seed: int) -> Maker:
     from ._inputs import Maker
 
     return Maker(device, dtype, seed)
+
+
+@pytest.fixture
+def assert_faster_than_reference(
+    request: pytest.FixtureRequest, benchmark: Any, device: torch.device, dtype: torch.dtype, seed: int
+) -> SpeedFixture:
+    """``assert_faster_than_reference(candidate, reference, inputs, *, min_speedup=1.0, ...)``
+    on this test's device, dtype and seed, stored through pytest-benchmark."""
+    from ._speed import SpeedFixture
+
+    return SpeedFixture(request, benchmark, device, dtype, seed, get_settings(request.config))

@@ -1,0 +1,337 @@
+"""Measuring a speed comparison: inputs, first calls, warm-up, interleaved rounds.
+
+Equality is not checked here (``assert_same_as_reference`` does that), but
+both sides are called once before timing, so a crash is reported as a crash
+with context, and that first call's cost (compilation, autotuning, lazy
+initialisation) is reported apart from the rounds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from . import _stats
+from ._errors import with_context
+from ._inputs import Args, Inputs, Maker, build
+from ._speed import SpeedOptions, SpeedResult, _name
+
+if TYPE_CHECKING:
+    import torch  # noqa: F401
+
+
+#: Seconds one block of calls should last (well above timer resolution and
+#: loop overhead, short enough for many rounds in the budget).
+BLOCK_SECONDS = 1e-3
+#: Share of the time budget that warm-up may take.
+WARMUP_SHARE = 0.02
+WARMUP_CALLS = 3
+
+def _first_device(args: Args) -> Any:
+    import torch
+
+    for value in [*args.args, *args.kwargs.values()]:
+        if isinstance(value, torch.Tensor):
+            return value.device
+    return torch.device("cpu")
+
+
+def _shapes(args: Args) -> str:
+    import torch
+
+    def one(value: Any) -> str:
+        if isinstance(value, torch.Tensor):
+            return f"{tuple(value.shape)} {str(value.dtype).replace('torch.', '')}"
+        return type(value).__name__
+
+    parts = [one(v) for v in args.args] + [f"{k}={one(v)}" for k, v in args.kwargs.items()]
+    return ", ".join(parts)
+
+
+def _tensors(value: Any) -> list[Any]:
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, (list, tuple)):
+        return [t for item in value for t in _tensors(item)]
+    if isinstance(value, dict):
+        return [t for item in value.values() for t in _tensors(item)]
+    return []
+
+
+def _with_grad_leaves(args: Args) -> tuple[Args, list[Any]]:
+    """Copies of the floating-point tensor arguments that require grad."""
+    import torch
+
+    leaves: list[Any] = []
+
+    def leaf(value: Any) -> Any:
+        if isinstance(value, torch.Tensor) and (value.is_floating_point() or value.is_complex()):
+            copy = value.detach().clone().requires_grad_(True)
+            leaves.append(copy)
+            return copy
+        return value
+
+    new = Args(*[leaf(v) for v in args.args], **{k: leaf(v) for k, v in args.kwargs.items()})
+    return new, leaves
+
+
+def _make_call(fn: Callable[..., Any], args: Args, backward: bool, role: str) -> Callable[[], Any]:
+    """The callable that is timed: one forward (plus backward) call of ``fn``."""
+    if not backward:
+
+        def forward() -> Any:
+            return fn(*args.args, **args.kwargs)
+
+        return forward
+
+    import torch
+
+    grad_args, leaves = _with_grad_leaves(args)
+    if not leaves:
+        raise ValueError(
+            "backward=True needs at least one floating-point tensor among the inputs; "
+            f"got ({_shapes(args)})"
+        )
+    params = list(fn.parameters()) if isinstance(fn, torch.nn.Module) else []
+    cleared = leaves + params
+    probe = [t for t in _tensors(fn(*grad_args.args, **grad_args.kwargs)) if t.requires_grad]
+    if not probe:
+        raise ValueError(
+            f"backward=True but no output of the {role} ({_name(fn)}) requires grad; "
+            "is it computed under torch.no_grad() or detached?"
+        )
+    grad_outputs = [torch.ones_like(t) for t in probe]
+    del probe
+
+    def forward_backward() -> Any:
+        for tensor in cleared:
+            tensor.grad = None
+        outs = [t for t in _tensors(fn(*grad_args.args, **grad_args.kwargs)) if t.requires_grad]
+        torch.autograd.backward(outs, grad_outputs)
+
+    return forward_backward
+
+
+def _first_call(
+    fn: Callable[..., Any], args: Args, options: SpeedOptions, role: str, device: Any
+) -> tuple[Callable[[], Any], float]:
+    """Build the timed callable and time its first call; user crashes get context."""
+    from ._timing import time_once
+
+    context = (
+        f"while calling the {role} ({_name(fn)}) for its first timed call "
+        f"[assert_faster_than_reference, device {device}, inputs ({_shapes(args)})"
+        + (", forward+backward" if options.backward else "")
+        + "]"
+    )
+    try:
+        call = _make_call(fn, args, options.backward, role)
+        return call, time_once(call, device)
+    except ValueError as exc:
+        if "backward=True" in str(exc):
+            raise
+        raise with_context(exc, context) from None
+    except Exception as exc:
+        raise with_context(exc, context) from None
+
+
+def _warm_up(
+    calls: dict[str, Callable[[], Any]], device: Any, budget: float
+) -> dict[str, float]:
+    """Alternate calls until both sides ran WARMUP_CALLS times and the warm-up share passed.
+
+    Returns each side's fastest warm call (seconds), used to size the blocks.
+    """
+    from ._timing import time_once
+
+    best = {role: math.inf for role in calls}
+    count = 0
+    start = time.perf_counter()
+    while True:
+        for role, call in calls.items():
+            best[role] = min(best[role], time_once(call, device))
+        count += 1
+        spent = time.perf_counter() - start
+        if count >= WARMUP_CALLS and spent >= WARMUP_SHARE * budget:
+            break
+        if spent >= 0.25 * budget:
+            break
+    return best
+
+
+def _block_calls(per_call: float, flush_l2: bool) -> int:
+    if flush_l2:
+        return 1  # every timed call starts from a cold cache
+    if not per_call > 0:
+        return 1000
+    return max(1, min(1_000_000, round(BLOCK_SECONDS / per_call)))
+
+
+def _device_name(device: Any) -> str:
+    if device.type == "cuda":
+        import torch
+
+        return str(torch.cuda.get_device_name(device))
+    if device.type == "cpu":
+        import platform
+
+        return platform.processor() or platform.machine() or "cpu"
+    return device.type
+
+
+def _dtype_text(dtype: Any) -> str | None:
+    return None if dtype is None else str(dtype).replace("torch.", "")
+
+
+def compare_speed(
+    candidate: Callable[..., Any],
+    reference: Callable[..., Any],
+    inputs: Inputs,
+    options: SpeedOptions,
+    *,
+    measure: bool = True,
+    lock: Any = None,
+) -> SpeedResult:
+    """Measure and decide; raises nothing for a verdict (see :func:`conclude`).
+
+    With ``measure=False`` each side runs once and the result's verdict is
+    ``skipped``. ``lock`` (a context manager) is held around the
+    measurement, to serialize timing across processes on one device.
+    """
+    import torch
+
+    from ._memory import peak_memory
+    from ._timing import block_timer, gc_paused, pinned_threads
+
+    for role, fn in (("candidate", candidate), ("reference", reference)):
+        if not callable(fn):
+            raise TypeError(f"{role} must be callable, got {fn!r}")
+
+    device = options.device
+    dtype = options.dtype
+    maker_device = torch.device(device) if device is not None else torch.device("cpu")
+    try:
+        args = build(inputs, Maker(maker_device, dtype, options.seed))
+    except TypeError:
+        raise
+    except Exception as exc:
+        raise with_context(
+            exc, f"while building the inputs of assert_faster_than_reference on {maker_device}"
+        ) from None
+    device = torch.device(device) if device is not None else _first_device(args)
+    if dtype is None:
+        floats = [t for t in _tensors([*args.args, *args.kwargs.values()]) if t.is_floating_point()]
+        dtype = floats[0].dtype if floats else None
+
+    measured = "forward+backward" if options.backward else "forward"
+    base = dict(
+        candidate_name=_name(candidate),
+        reference_name=_name(reference),
+        min_speedup=float(options.min_speedup),
+        confidence=options.confidence,
+        device=str(device),
+        device_name=_device_name(device),
+        dtype=_dtype_text(dtype),
+        measured=measured,
+        budget=options.time_budget,
+    )
+    timer_kind = options.timer if device.type == "cuda" else "host"
+
+    with lock or contextlib.nullcontext(), pinned_threads(device, options.threads) as threads:
+        ref_call, ref_first = _first_call(reference, args, options, "reference", device)
+        cand_call, cand_first = _first_call(candidate, args, options, "candidate", device)
+        if not measure:
+            return SpeedResult(
+                verdict="skipped", speedup=None, interval=None, reference_time=None,
+                candidate_time=None, rounds=0, calls_per_round=(1, 1), elapsed=0.0,
+                timer=timer_kind, timer_description="", threads=threads,
+                first_call=(ref_first, cand_first), **base,
+            )  # fmt: skip
+
+        started = time.perf_counter()
+        best = _warm_up({"reference": ref_call, "candidate": cand_call}, device, options.time_budget)
+        n_ref = _block_calls(best["reference"], options.flush_l2)
+        n_cand = _block_calls(best["candidate"], options.flush_l2)
+        clock = block_timer(device, flush_l2=options.flush_l2)
+        host: dict[str, list[float]] = {"reference": [], "candidate": []}
+        dev: dict[str, list[float]] = {"reference": [], "candidate": []}
+
+        def one(role: str, call: Callable[[], Any], n: int) -> float:
+            timing = clock.time(call, n)
+            host[role].append(timing.host)
+            if timing.device is not None:
+                dev[role].append(timing.device)
+            return timing.device if timer_kind == "device" and timing.device is not None else timing.host
+
+        def measure_round(reference_first: bool) -> tuple[float, float]:
+            if reference_first:
+                ref = one("reference", ref_call, n_ref)
+                cand = one("candidate", cand_call, n_cand)
+            else:
+                cand = one("candidate", cand_call, n_cand)
+                ref = one("reference", ref_call, n_ref)
+            return ref, cand
+
+        remaining = max(0.0, options.time_budget - (time.perf_counter() - started))
+        with gc_paused():
+            seq = _stats.run_sequential(
+                measure_round,
+                min_speedup=options.min_speedup,
+                confidence=options.confidence,
+                budget=remaining,
+                clock=time.perf_counter,
+            )
+        elapsed = time.perf_counter() - started
+
+        want_memory = options.measure_memory
+        if want_memory is None:
+            want_memory = options.max_memory_ratio is not None or device.type == "cuda"
+        peaks: tuple[int | None, int | None] = (None, None)
+        if want_memory:
+            peaks = (peak_memory(ref_call, device), peak_memory(cand_call, device))
+
+    def median(values: Sequence[float]) -> float | None:
+        return statistics.median(values) if values else None
+
+    interval = seq.interval
+    return SpeedResult(
+        verdict=seq.verdict,
+        speedup=interval.speedup if interval else None,
+        interval=(interval.speedup_low, interval.speedup_high) if interval else None,
+        reference_time=median(seq.reference),
+        candidate_time=median(seq.candidate),
+        rounds=seq.rounds,
+        calls_per_round=(n_ref, n_cand),
+        elapsed=elapsed,
+        timer=timer_kind,
+        timer_description=_timer_description(device, timer_kind, options.flush_l2),
+        threads=threads,
+        first_call=(ref_first, cand_first),
+        peak_memory=peaks,
+        reference_host_time=median(host["reference"]),
+        candidate_host_time=median(host["candidate"]),
+        reference_device_time=median(dev["reference"]),
+        candidate_device_time=median(dev["candidate"]),
+        reference_times=tuple(seq.reference),
+        candidate_times=tuple(seq.candidate),
+        **base,
+    )
+
+
+def _timer_description(device: Any, kind: str, flush_l2: bool) -> str:
+    if device.type == "cuda":
+        text = (
+            "device time (CUDA events, queue kept busy)"
+            if kind == "device"
+            else "host time (synchronized perf_counter)"
+        )
+        return text + (", L2 flushed before each call" if flush_l2 else "")
+    if device.type == "cpu":
+        return "host time (perf_counter)"
+    return f"host time (perf_counter, {device.type} synchronized)"

@@ -1,0 +1,118 @@
+"""Turning a measured speed comparison into a verdict and a message a person can act on."""
+
+from __future__ import annotations
+
+import warnings
+
+from . import _stats
+from ._errors import CheckFailed
+from ._speed import SpeedOptions, SpeedResult, _fmt_bytes, _fmt_time
+
+
+class SpeedInconclusiveWarning(UserWarning):
+    """A speed verdict that could not decide, with the inconclusive policy ``warn``."""
+
+
+def describe(result: SpeedResult, rerun: str = "") -> list[str]:
+    """The lines that explain a result: what, how much, how measured, how to rerun."""
+    pct = f"{result.confidence * 100:g}%"
+    lines = [
+        f"compared: candidate {result.candidate_name} against reference "
+        f"{result.reference_name}, {result.measured}, device {result.device} "
+        f"({result.device_name}), dtype {result.dtype or '-'}",
+    ]
+    if result.interval is not None and result.speedup is not None:
+        low, high = result.interval
+        lines.append(
+            f"speedup: {result.speedup:.3g}x, {pct} interval [{low:.3g}x, {high:.3g}x]; "
+            f"required: more than {result.min_speedup:g}x"
+        )
+    lines.append(
+        f"time per call (median of rounds, {result.timer} time): reference "
+        f"{_fmt_time(result.reference_time)}, candidate {_fmt_time(result.candidate_time)}"
+    )
+    if result.reference_device_time is not None:
+        lines.append(
+            f"  host time: reference {_fmt_time(result.reference_host_time)}, candidate "
+            f"{_fmt_time(result.candidate_host_time)}; device time (CUDA events): reference "
+            f"{_fmt_time(result.reference_device_time)}, candidate "
+            f"{_fmt_time(result.candidate_device_time)}"
+        )
+    threads = f"intra-op threads {result.threads}" if result.threads is not None else "threads not pinned"
+    lines.append(
+        f"measured: {result.rounds} interleaved rounds of {result.calls_per_round[0]} reference "
+        f"and {result.calls_per_round[1]} candidate calls in {result.elapsed:.2f} s "
+        f"(budget {result.budget:g} s); timer: {result.timer_description}; {threads}"
+    )
+    lines.append(
+        f"first calls (not in the rounds): reference {_fmt_time(result.first_call[0])}, "
+        f"candidate {_fmt_time(result.first_call[1])}"
+    )
+    if result.peak_memory != (None, None):
+        lines.append(
+            f"peak memory: reference {_fmt_bytes(result.peak_memory[0])}, "
+            f"candidate {_fmt_bytes(result.peak_memory[1])}"
+        )
+    if rerun:
+        lines.append(rerun)
+    return lines
+
+
+def _memory_problem(result: SpeedResult, ratio: float | None) -> str | None:
+    if ratio is None:
+        return None
+    ref, cand = result.peak_memory
+    if ref is None or cand is None:
+        raise ValueError(
+            f"max_memory_ratio is not supported on device {result.device}: its peak memory "
+            "cannot be measured (supported: cpu, cuda)"
+        )
+    allowed = ratio * ref
+    if cand <= allowed:
+        return None
+    times = f"{cand / ref:.3g}x" if ref else "more than"
+    return (
+        f"candidate {result.candidate_name} needs too much memory: peak {_fmt_bytes(cand)}, "
+        f"{times} the reference's {_fmt_bytes(ref)}; max_memory_ratio={ratio:g} allows "
+        f"at most {_fmt_bytes(int(allowed))}"
+    )
+
+
+def conclude(result: SpeedResult, options: SpeedOptions) -> SpeedResult:
+    """Turn a measured result into the verdict: return, raise, skip or warn."""
+    __tracebackhide__ = True
+    import pytest
+
+    if result.verdict == "skipped":
+        return result
+    details = describe(result, options.rerun)
+    memory = _memory_problem(result, options.max_memory_ratio)
+    pct = f"{options.confidence * 100:g}%"
+    head = None
+    if result.verdict == _stats.FAIL:
+        head = (
+            f"candidate {result.candidate_name} is not {options.min_speedup:g}x faster than "
+            f"reference {result.reference_name}: speedup {result.speedup_text()} lies below "
+            f"{options.min_speedup:g}x"
+        )
+    elif result.verdict == _stats.INCONCLUSIVE:
+        head = (
+            f"inconclusive: after {result.elapsed:.2f} s and {result.rounds} rounds the "
+            f"{pct} interval of the speedup of {result.candidate_name} over "
+            f"{result.reference_name}, {result.speedup_text()}, still contains "
+            f"min_speedup {options.min_speedup:g}x. To decide, raise the time budget "
+            f"(--effective-torch-time-budget, now {options.time_budget:g} s), make the "
+            "machine quieter, or accept it with --effective-torch-inconclusive=skip or warn"
+        )
+    if memory:
+        message = "\n".join([memory, *([head] if head else []), *details])
+        raise CheckFailed(message)
+    if head is None:
+        return result
+    message = "\n".join([head, *details])
+    if result.verdict == _stats.FAIL or options.inconclusive == "fail":
+        raise CheckFailed(message)
+    if options.inconclusive == "skip":
+        pytest.skip(message)
+    warnings.warn(SpeedInconclusiveWarning(message), stacklevel=3)
+    return result

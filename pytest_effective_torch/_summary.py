@@ -1,0 +1,173 @@
+"""The end-of-run table of speed verdicts, and speedup regressions against a saved run.
+
+Each comparison leaves one row in its test report's ``user_properties``
+(under ``effective_torch_speed``), which pytest-xdist carries from the
+workers to the controller, so the table is complete under xdist too.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    from ._settings import Settings
+    from ._speed import SpeedResult
+
+ROW_KEY = "effective_torch_speed"
+ROWS = pytest.StashKey[list[dict[str, Any]]]()
+REGRESSIONS = pytest.StashKey[list[str]]()
+
+HEADER = ("test", "device", "dtype", "reference", "candidate", "speedup [interval]", "verdict")
+
+
+def make_row(
+    result: SpeedResult, *, verdict: str, nodeid: str, fullname: str, storage: str
+) -> dict[str, Any]:
+    """A JSON-friendly summary row (it travels between xdist processes)."""
+    return {
+        "test": nodeid,
+        "entry": fullname,
+        "device": result.device,
+        "dtype": result.dtype,
+        "reference": result.reference_time,
+        "candidate": result.candidate_time,
+        "speedup": result.speedup,
+        "low": result.interval[0] if result.interval else None,
+        "high": result.interval[1] if result.interval else None,
+        "min_speedup": result.min_speedup,
+        "verdict": verdict,
+        "timer": result.timer,
+        "storage": storage,
+    }
+
+
+class SpeedRecorder:
+    """Registered as a plugin per session: gathers rows, checks ratios, writes the table."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        collect(report, self.config)
+
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        from ._settings import get_settings
+
+        check_regressions(session, get_settings(self.config))
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        write(terminalreporter, self.config)
+
+
+def collect(report: pytest.TestReport, config: pytest.Config) -> None:
+    """Keep the rows a test report carries (its call phase: all phases share them)."""
+    if report.when != "call":
+        return
+    rows = None
+    for item in getattr(report, "user_properties", ()):
+        name, value = item[0], item[1]
+        if name == ROW_KEY and isinstance(value, dict):
+            if rows is None:
+                rows = config.stash.setdefault(ROWS, [])
+            rows.append(value)
+
+
+def _time(seconds: Any) -> str:
+    from ._speed import _fmt_time
+
+    return _fmt_time(seconds) if isinstance(seconds, (int, float)) else "-"
+
+
+def _speedup(row: dict[str, Any]) -> str:
+    speedup, low, high = row.get("speedup"), row.get("low"), row.get("high")
+    if not isinstance(speedup, (int, float)):
+        return "-"
+    text = f"{speedup:.3g}x"
+    if isinstance(low, (int, float)) and isinstance(high, (int, float)):
+        text += f" [{low:.3g}, {high:.3g}]"
+    return text
+
+
+def _name(row: dict[str, Any]) -> str:
+    entry, test = str(row.get("entry") or ""), str(row.get("test") or "")
+    return entry if entry.startswith(test) and entry != test else test
+
+
+def table_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """The rows as an aligned text table, header first."""
+    body = [
+        (
+            _name(row),
+            str(row.get("device") or "-"),
+            str(row.get("dtype") or "-"),
+            _time(row.get("reference")),
+            _time(row.get("candidate")),
+            _speedup(row),
+            str(row.get("verdict")) + (f" (min {row['min_speedup']:g}x)" if row.get("min_speedup") else ""),
+        )
+        for row in rows
+    ]
+    widths = [max(len(line[i]) for line in [HEADER, *body]) for i in range(len(HEADER))]
+
+    def fmt(cells: tuple[str, ...]) -> str:
+        return "  ".join(cell.ljust(width) for cell, width in zip(cells, widths, strict=False)).rstrip()
+
+    return [fmt(HEADER), fmt(tuple("-" * w for w in widths)), *map(fmt, body)]
+
+
+def check_regressions(session: pytest.Session, settings: Settings) -> None:
+    """Fail the run when a speedup fell by more than ``max_speedup_drop`` percent."""
+    threshold = settings.max_speedup_drop
+    if threshold is None:
+        return
+    from ._benchmark_bridge import saved_speedups
+
+    config = session.config
+    messages = config.stash.setdefault(REGRESSIONS, [])
+    saved = saved_speedups(config)
+    if saved is None:
+        messages.append(
+            "--effective-torch-max-speedup-drop needs a saved run to compare with: "
+            "add --benchmark-compare[=NUM|_ID]"
+        )
+        session.exitstatus = pytest.ExitCode.USAGE_ERROR
+        return
+    for row in config.stash.get(ROWS, []):
+        before, now = saved.get(str(row.get("entry"))), row.get("speedup")
+        if before is None or not isinstance(now, (int, float)) or not math.isfinite(now):
+            continue
+        drop = (before - now) / before * 100.0
+        if drop > threshold:
+            messages.append(
+                f"{row.get('entry')}: speedup {now:.3g}x, was {before:.3g}x in the saved run "
+                f"(-{drop:.1f}%, more than --effective-torch-max-speedup-drop={threshold:g}%)"
+            )
+    if messages and session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def write(terminalreporter: Any, config: pytest.Config) -> None:
+    """The "effective-torch speed" section of the terminal summary."""
+    rows = config.stash.get(ROWS, [])
+    regressions = config.stash.get(REGRESSIONS, [])
+    if not rows and not regressions:
+        return
+    tr = terminalreporter
+    tr.section("effective-torch speed verdicts", sep="-")
+    if rows:
+        for line in table_lines(rows):
+            tr.write_line(line)
+        timers = sorted({str(r.get("timer")) for r in rows})
+        tr.write_line(
+            "times: median per call over interleaved rounds; verdict from "
+            + ", ".join(f"{t} time" for t in timers)
+            + "; speedup = reference / candidate with its confidence interval"
+        )
+        notes = sorted({str(r.get("storage")) for r in rows if r.get("storage") not in (None, "", "saved")})
+        for note in notes:
+            tr.write_line(f"pytest-benchmark {note}" if note.startswith("storage") else note)
+    for message in regressions:
+        tr.write_line(f"SPEEDUP REGRESSION: {message}" if "needs a saved run" not in message else message, red=True)
