@@ -1,0 +1,284 @@
+"""Batch gather: ``out[i] = tensor[i, indices[i]]`` for every row ``i``.
+
+``tensor`` has shape ``[B, N, *rest]`` and ``indices`` holds integers in
+``[0, N)`` with shape ``[B, *K]``; the result has shape ``[B, *K, *rest]``.
+
+Versions, slowest first:
+
+- :func:`gather_loop`: the guide's Python loop, one small indexing op per
+  row, then a stack. The reference.
+- :func:`gather_torchscript`: the same loop through ``torch.jit.script``.
+  torch 2.13 deprecates ``torch.jit.script`` (it warns and recommends
+  torch.compile or torch.export); the pair is kept while the installed torch
+  still has it, and the deprecation warning is silenced at the one place we
+  script.
+- :func:`gather_flat_index`: the guide's vectorized version: fold the batch
+  into the gathered dimension and add a per-row offset to the indices. The
+  guide's code builds the offsets with ``torch.arange(...).cuda()``, which
+  fails on a CPU-only machine and silently copies to the current GPU from
+  anywhere else; here the offsets are made on the input's device.
+- :func:`gather_native`: what torch offers directly: advanced indexing with
+  a broadcast row index (``torch.take_along_dim`` does the same when
+  ``indices`` has as many dimensions as ``tensor``).
+- :func:`gather_compiled_loop`, :func:`gather_compiled_flat_index`:
+  ``torch.compile`` of the loop and of the vectorized version. Compiling is
+  slow (the loop at batch 1024 took minutes to compile on a 2-core CPU), so
+  these pairs are opt-in and use small batches.
+
+Example::
+
+    >>> import torch
+    >>> x = torch.arange(12.).reshape(3, 4)
+    >>> gather_native(x, torch.tensor([0, 3, 1]))
+    tensor([0., 7., 9.])
+"""
+
+from __future__ import annotations
+
+import functools
+import warnings
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from ._registry import ALL_DTYPES, Builder, Claim, Pair
+
+if TYPE_CHECKING:
+    from pytest_effective_torch import Maker
+
+__all__ = [
+    "CLAIMS",
+    "PAIRS",
+    "gather_compiled_flat_index",
+    "gather_compiled_loop",
+    "gather_flat_index",
+    "gather_loop",
+    "gather_native",
+    "gather_torchscript",
+    "has_torchscript",
+]
+
+
+def gather_loop(tensor: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
+    """The guide's loop: index each row on its own, then stack the rows."""
+    rows = []
+    for i in range(tensor.size(0)):
+        rows.append(tensor[i][indices[i]])
+    return torch.stack(rows)
+
+
+def _gather_loop_for_script(tensor: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
+    # TorchScript needs the list's element type spelled out.
+    rows: list[torch.Tensor] = []
+    for i in range(tensor.size(0)):
+        rows.append(tensor[i][indices[i]])
+    return torch.stack(rows)
+
+
+def has_torchscript() -> bool:
+    """True while the installed torch still ships ``torch.jit.script``."""
+    return callable(getattr(getattr(torch, "jit", None), "script", None))
+
+
+@functools.cache
+def _scripted_loop() -> Any:
+    with warnings.catch_warnings():
+        # torch >= 2.10 warns that torch.jit.script is deprecated; the pair
+        # exists to measure exactly that API, so the warning is expected.
+        warnings.filterwarnings(
+            "ignore", message=r".*torch\.jit\.script.*deprecated", category=DeprecationWarning
+        )
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        return torch.jit.script(_gather_loop_for_script)
+
+
+def gather_torchscript(tensor: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
+    """The loop compiled by TorchScript (scripted once, on first use)."""
+    return _scripted_loop()(tensor, indices)
+
+
+def _row_index(tensor: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
+    """``arange(B)`` shaped ``[B, 1, ..., 1]`` to broadcast against ``indices``."""
+    batch = tensor.shape[0]
+    shape = (batch,) + (1,) * (indices.dim() - 1)
+    return torch.arange(batch, device=indices.device).reshape(shape)
+
+
+def gather_flat_index(tensor: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
+    """The guide's vectorized version, with the offsets on the input's device.
+
+    Row ``i``'s element ``j`` sits at ``i * N + j`` once the first two
+    dimensions are merged, so one indexing op gathers every row.
+    """
+    batch, n = tensor.shape[0], tensor.shape[1]
+    flat = tensor.reshape(batch * n, *tensor.shape[2:])
+    return flat[indices + _row_index(tensor, indices) * n]
+
+
+def gather_native(tensor: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
+    """Advanced indexing: ``tensor[rows, indices]`` with ``rows`` broadcast."""
+    return tensor[_row_index(tensor, indices), indices]
+
+
+@functools.cache
+def _compiled(fn: Any) -> Any:
+    # dynamic=False: one graph per shape, which is what the small fixed-size
+    # checks use; a dynamic loop would be unrolled symbolically anyway.
+    return torch.compile(fn, dynamic=False)
+
+
+def gather_compiled_loop(tensor: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
+    """``torch.compile`` of :func:`gather_loop` (compiled on first call per shape)."""
+    return _compiled(gather_loop)(tensor, indices)
+
+
+def gather_compiled_flat_index(tensor: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
+    """``torch.compile`` of :func:`gather_flat_index`."""
+    return _compiled(gather_flat_index)(tensor, indices)
+
+
+# ---------------------------------------------------------------- inputs
+
+
+def gather_inputs(batch: int, n: int, width: int, *, per_row: int | None = None) -> Builder:
+    """A builder: ``tensor`` ``[batch, n, width]`` and ``indices`` in ``[0, n)``.
+
+    ``indices`` has shape ``[batch]``, or ``[batch, per_row]`` when given.
+    Indices may repeat across rows but not within one row's single entry, so
+    gradients accumulate in one order only and stay bitwise reproducible.
+    """
+
+    def build(make: Maker) -> tuple[torch.Tensor, torch.Tensor]:
+        shape = (batch,) if per_row is None else (batch, per_row)
+        return make(batch, n, width), make(*shape, dtype=torch.int64, high=n)
+
+    build.__name__ = build.__qualname__ = f"gather_inputs_{batch}x{n}x{width}" + (
+        "" if per_row is None else f"_k{per_row}"
+    )
+    return build
+
+
+CHECK = gather_inputs(16, 10, 8)
+SMALL = gather_inputs(4, 5, 3)
+#: The guide's claim is made at batch 1024 (ANCHORS: 20x at batch 64 on CPU).
+LARGE = gather_inputs(1024, 64, 16)
+#: The compiled variants stay small: compile time grows with the unrolled loop.
+COMPILE = gather_inputs(8, 10, 8)
+#: A large gather for the bandwidth figure (GPU only): a 1 GiB float32
+#: source, 64 MiB gathered.
+HUGE = gather_inputs(1 << 16, 16, 256)
+
+
+def _pair(name: str, candidate: Any, **kwargs: Any) -> Pair:
+    kwargs.setdefault("inputs", CHECK)
+    kwargs.setdefault("small_inputs", SMALL)
+    kwargs.setdefault("large_inputs", LARGE)
+    kwargs.setdefault("dtypes", ALL_DTYPES)
+    return Pair(
+        name=f"batch_gather.{name}",
+        topic="batch_gather",
+        reference=gather_loop,
+        candidate=candidate,
+        exact=True,
+        **kwargs,
+    )
+
+
+PAIRS: tuple[Pair, ...] = (
+    *(
+        (
+            _pair(
+                "torchscript",
+                gather_torchscript,
+                note="torch.jit.script is deprecated in torch 2.13",
+            ),
+        )
+        if has_torchscript()
+        else ()
+    ),
+    _pair("flat_index", gather_flat_index),
+    _pair("native", gather_native),
+    _pair(
+        "compiled_loop",
+        gather_compiled_loop,
+        inputs=COMPILE,
+        small_inputs=COMPILE,
+        large_inputs=COMPILE,
+        compiled=True,
+        twice_differentiable=False,
+        dtypes=("float32",),
+    ),
+    _pair(
+        "compiled_flat_index",
+        gather_compiled_flat_index,
+        inputs=COMPILE,
+        small_inputs=COMPILE,
+        large_inputs=COMPILE,
+        compiled=True,
+        twice_differentiable=False,
+        dtypes=("float32",),
+    ),
+)
+
+CLAIMS: tuple[Claim, ...] = (
+    *(Claim(p.name, "equal", "all versions return the same rows, exactly") for p in PAIRS),
+    *(
+        (
+            Claim(
+                "batch_gather.torchscript",
+                "faster",
+                "TorchScript about 10% faster than the loop",
+                inputs=LARGE,
+                dtype="float32",
+                note="measured, not asserted: 0.9-2.2x on a 2-core CPU, 1.2-1.3x on an H200",
+            ),
+        )
+        if has_torchscript()
+        else ()
+    ),
+    Claim(
+        "batch_gather.flat_index",
+        "faster",
+        "vectorized about 100x faster than the loop",
+        inputs=LARGE,
+        min_speedup=10.0,
+        per_device={"cuda": 100.0},
+        dtype="float32",
+        note="asserted: >= 10x on CPU, >= 100x on CUDA (an H200 measured 800x)",
+    ),
+    Claim(
+        "batch_gather.native",
+        "faster",
+        "batching beats the loop",
+        inputs=LARGE,
+        min_speedup=10.0,
+        per_device={"cuda": 100.0},
+        dtype="float32",
+    ),
+    Claim(
+        "batch_gather.flat_index",
+        "faster",
+        "vectorized about 100x faster than the loop, backward included",
+        inputs=LARGE,
+        min_speedup=10.0,
+        per_device={"cuda": 50.0},
+        backward=True,
+        dtype="float32",
+    ),
+    Claim(
+        "batch_gather.compiled_loop",
+        "faster",
+        "what torch.compile buys over the eager loop",
+        inputs=COMPILE,
+        dtype="float32",
+        note="measured, not asserted; compile time is reported apart",
+    ),
+    Claim(
+        "batch_gather.compiled_flat_index",
+        "faster",
+        "compiled vectorized gather against the eager loop",
+        inputs=COMPILE,
+        dtype="float32",
+        note="measured, not asserted; compile time is reported apart",
+    ),
+)

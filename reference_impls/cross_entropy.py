@@ -1,0 +1,125 @@
+"""Cross-entropy with soft labels: ``-sum(labels * log(softmax(logits)))``.
+
+The naive version takes the log of a (stable) softmax. When one logit
+dominates, the other probabilities underflow to exactly 0 and their log is
+``-inf``: at logits ``[1000, 0]`` with labels ``[0.5, 0.5]`` the loss is
+``inf`` (the guide prints that) and the gradient is ``nan``.
+
+The stable version never forms the probabilities: ``log(softmax(x))`` is
+``x - logsumexp(x)``, and ``torch.logsumexp`` shifts by the maximum itself.
+There the loss is 500 and its gradient with respect to the logits is
+``softmax(x) * sum(labels) - labels = [0.5, -0.5]``, the guide's numbers.
+(The guide also subtracts ``max(logits)`` before ``logsumexp``; that is
+harmless but redundant.)
+
+Both take ``(labels, logits)`` in the guide's order, reduce over ``dim``
+and return one loss per remaining index (a scalar for 1-D inputs).
+
+Example::
+
+    >>> import torch
+    >>> labels, logits = torch.tensor([0.5, 0.5]), torch.tensor([1000.0, 0.0])
+    >>> cross_entropy_naive(labels, logits)
+    tensor(inf)
+    >>> cross_entropy_stable(labels, logits)
+    tensor(500.)
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+
+from ._registry import ALL_DTYPES, Builder, Claim, Pair
+from .softmax import softmax_stable
+
+if TYPE_CHECKING:
+    from pytest_effective_torch import Args, Maker
+
+__all__ = [
+    "CLAIMS",
+    "GUIDE_LABELS",
+    "GUIDE_LOGITS",
+    "GUIDE_LOSS",
+    "GUIDE_GRAD",
+    "PAIRS",
+    "cross_entropy_naive",
+    "cross_entropy_stable",
+    "guide_inputs",
+]
+
+
+def cross_entropy_naive(labels: torch.Tensor, logits: torch.Tensor, dim: int = -1) -> torch.Tensor:
+    """The log of a softmax: ``-inf`` once a probability underflows to 0."""
+    log_probs = torch.log(softmax_stable(logits, dim))
+    return -torch.sum(labels * log_probs, dim)
+
+
+def cross_entropy_stable(labels: torch.Tensor, logits: torch.Tensor, dim: int = -1) -> torch.Tensor:
+    """Log-probabilities as ``logits - logsumexp(logits)``: finite for finite logits."""
+    log_probs = logits - torch.logsumexp(logits, dim, keepdim=True)
+    return -torch.sum(labels * log_probs, dim)
+
+
+def soft_labels(*shape: int, dim: int = -1, bound: float = 4.0) -> Builder:
+    """A builder: soft labels (non-negative, summing to 1 along ``dim``) and logits.
+
+    Both domains are explicit so the equivalence engine does not rescale
+    them: the naive version is only meant to agree on moderate logits.
+    """
+
+    def build(make: Maker) -> Args:
+        from pytest_effective_torch import Args
+
+        weights = make(*shape, low=0.05, high=1.0)
+        labels = weights / weights.sum(dim, keepdim=True)
+        return Args(labels, make(*shape, low=-bound, high=bound), dim=dim)
+
+    build.__name__ = build.__qualname__ = f"soft_labels_{'x'.join(map(str, shape))}"
+    return build
+
+
+GUIDE_LABELS = (0.5, 0.5)
+GUIDE_LOGITS = (1000.0, 0.0)
+GUIDE_LOSS = 500.0
+GUIDE_GRAD = (0.5, -0.5)
+
+
+def guide_inputs(make: Maker) -> tuple[torch.Tensor, torch.Tensor]:
+    """The guide's labels ``[0.5, 0.5]`` and logits ``[1000, 0]``, bound device and dtype."""
+    kw = {"device": make.device, "dtype": make.dtype}
+    return torch.tensor(GUIDE_LABELS, **kw), torch.tensor(GUIDE_LOGITS, **kw)
+
+
+CHECK = soft_labels(8, 10)
+SMALL = soft_labels(3, 4)
+LARGE = soft_labels(256, 1024)
+
+PAIRS: tuple[Pair, ...] = (
+    Pair(
+        name="cross_entropy.stable",
+        topic="cross_entropy",
+        reference=cross_entropy_naive,
+        candidate=cross_entropy_stable,
+        inputs=CHECK,
+        small_inputs=SMALL,
+        large_inputs=LARGE,
+        dtypes=ALL_DTYPES,
+    ),
+)
+
+CLAIMS: tuple[Claim, ...] = (
+    Claim(
+        "cross_entropy.stable", "equal", "logsumexp form equals log-of-softmax on moderate logits"
+    ),
+    Claim(
+        "cross_entropy.stable",
+        "stabler",
+        "naive gives inf at [1000, 0]; stable gives 500, gradient [0.5, -0.5]",
+        inputs=guide_inputs,
+        expected=(GUIDE_LOSS,),
+        expected_grad=GUIDE_GRAD,
+        grad_arg=1,
+    ),
+)
