@@ -128,10 +128,11 @@ class OptionSpec:
     env: str | None = None
     multiple: bool = False
     flag_only: bool = False  # a store_true flag (and a boolean ini key)
+    cli_name: str | None = None  # when the flag is not the key with hyphens
 
     @property
     def flag(self) -> str:
-        return "--effective-torch-" + self.key.replace("_", "-")
+        return "--effective-torch-" + (self.cli_name or self.key.replace("_", "-"))
 
     @property
     def ini(self) -> str:
@@ -152,6 +153,7 @@ OPTIONS: tuple[OptionSpec, ...] = (
         "give a comma list. Default: cpu.",
         env="EFFECTIVE_TORCH_DEVICES",
         multiple=True,
+        cli_name="device",
     ),
     OptionSpec(
         "dtypes",
@@ -161,6 +163,7 @@ OPTIONS: tuple[OptionSpec, ...] = (
         "bfloat16, ...); repeat the flag or give a comma list. Default: float32.",
         env="EFFECTIVE_TORCH_DTYPES",
         multiple=True,
+        cli_name="dtype",
     ),
     OptionSpec(
         "seed",
@@ -254,7 +257,7 @@ def add_options(parser: pytest.Parser) -> None:
                 action="append" if spec.multiple else "store",
                 default=None,
                 dest=spec.dest,
-                metavar=spec.key.upper(),
+                metavar=(spec.cli_name or spec.key).upper(),
                 help=spec.help,
             )
         parser.addini(spec.ini, help=spec.help, default="")
@@ -271,7 +274,7 @@ def add_headline_flag(parser: pytest.Parser, flag: str, key: str) -> bool:
     spec = OPTIONS_BY_KEY[key]
     group = parser.getgroup("effective-torch")
     try:
-        group.addoption(flag, action="append", default=None, dest=spec.dest, metavar=spec.key.upper(), help=spec.help)
+        group.addoption(flag, action="append", default=None, dest=spec.dest, metavar=(spec.cli_name or spec.key).upper(), help=spec.help)
     except (ValueError, argparse.ArgumentError):
         return False
     return True
