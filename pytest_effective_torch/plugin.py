@@ -26,6 +26,8 @@ from ._settings import (
 if TYPE_CHECKING:
     import torch
 
+    from ._equivalence import BoundAssertSame
+    from ._gradcheck import BoundGradcheck
     from ._inputs import Maker
     from ._speed import SpeedFixture
 
@@ -138,6 +140,29 @@ def make_tensor(device: torch.device, dtype: torch.dtype, seed: int) -> Maker:
     from ._inputs import Maker
 
     return Maker(device, dtype, seed)
+
+
+@pytest.fixture
+def assert_same_as_reference(
+    request: pytest.FixtureRequest, device: torch.device, dtype: torch.dtype, seed: int
+) -> BoundAssertSame:
+    """``assert_same_as_reference(candidate, reference, inputs, **options)`` on this
+    test's device, dtype and seed, with ``@pytest.mark.tolerance`` applied."""
+    from ._equivalence import BoundAssertSame
+
+    settings = get_settings(request.config)
+    return BoundAssertSame(
+        request.node, device, dtype, seed, settings.trials, _parametrize.rerun_hint(request.node, settings)
+    )
+
+
+@pytest.fixture
+def gradcheck(request: pytest.FixtureRequest, device: torch.device, seed: int) -> BoundGradcheck:
+    """``gradcheck(fn, inputs, **options)`` on this test's device and seed (always float64)."""
+    from ._gradcheck import BoundGradcheck
+
+    settings = get_settings(request.config)
+    return BoundGradcheck(device, seed, _parametrize.rerun_hint(request.node, settings))
 
 
 @pytest.fixture

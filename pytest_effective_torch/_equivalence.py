@@ -1,0 +1,906 @@
+"""assert_same_as_reference: does the candidate compute the reference's function?
+
+One check runs several trials (see :mod:`._trials`). In each, the inputs are
+built once; the candidate, the reference and the reference on float64 copies
+(the truth) each get their own copies, run under the same RNG seed, and push
+the same seeded cotangent back. Outputs and gradients are then walked
+(:mod:`._compare`) and judged against the truth (:mod:`._tolerance`). The
+first failing trial raises :class:`CheckFailed` listing every problem in it.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import warnings
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from . import _trials
+from ._compare import Leaf, as_tensor, exact_problem, index_leaves, pair
+from ._errors import CheckFailed, with_context
+from ._inputs import Args, Inputs, Maker, as_args, build, derive_seed, is_builder
+from ._report import EquivalenceReport, Problem, describe_tensor, failure_message, value_problem
+from ._tolerance import Scratch, Tolerance, assert_close_defaults, bounds_for, judge
+from ._trials import Trial
+
+if TYPE_CHECKING:
+    import torch
+
+ParamMap = Mapping[str, str] | Callable[[dict[str, Any]], Mapping[str, Any]]
+
+#: Period of the tiled random cotangent: prime, so it lines up with no power-of-two shape.
+_COTANGENT_PERIOD = 4093
+
+
+class ReferenceNotDtypeGeneric(UserWarning):
+    """The reference ignored float64 inputs, so no float64 truth could be computed."""
+
+
+# --------------------------------------------------------------- arguments
+
+
+def _check_number(name: str, value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number or None, got {type(value).__name__} {value!r}")
+    value = float(value)
+    if not (value >= 0 and math.isfinite(value)):
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    return value
+
+
+def _check_dtype(dtype: Any) -> torch.dtype | None:
+    import torch
+
+    if dtype is None or isinstance(dtype, torch.dtype):
+        return dtype
+    if isinstance(dtype, str):
+        from ._dtypes import to_torch_dtype
+
+        return to_torch_dtype(dtype)
+    raise TypeError(f"dtype must be a torch.dtype, a name such as 'float32', or None; got {dtype!r}")
+
+
+def _check_device(device: Any) -> torch.device | None:
+    import torch
+
+    if device is None or isinstance(device, torch.device):
+        return device
+    if isinstance(device, str):
+        try:
+            return torch.device(device)
+        except RuntimeError as exc:
+            raise ValueError(f"invalid device {device!r}: {exc}") from None
+    raise TypeError(f"device must be a torch.device, a string such as 'cpu', or None; got {device!r}")
+
+
+def _check_mutates(mutates: Any) -> frozenset[int | str]:
+    if isinstance(mutates, (int, str)) and not isinstance(mutates, bool):
+        mutates = (mutates,)
+    if not isinstance(mutates, Iterable):
+        raise TypeError(f"mutates must be argument positions and/or keyword names, got {mutates!r}")
+    out: set[int | str] = set()
+    for item in mutates:
+        if isinstance(item, bool) or not isinstance(item, (int, str)):
+            raise TypeError(f"mutates must hold argument positions (int) or keyword names (str), got {item!r}")
+        if isinstance(item, int) and item < 0:
+            raise ValueError(f"mutates: argument positions count from 0, got {item}")
+        out.add(item)
+    return frozenset(out)
+
+
+def _arg_label(key: int | str) -> str:
+    return f"input {key}" if isinstance(key, int) else f"input {key!r}"
+
+
+# ------------------------------------------------------------ tensor copies
+
+
+def _map_tensors(obj: Any, fn: Callable[[Any], Any], memo: dict[int, Any]) -> Any:
+    """Apply ``fn`` to every tensor in nested containers; shared tensors stay shared."""
+    import torch
+
+    if isinstance(obj, torch.Tensor):
+        if id(obj) not in memo:
+            memo[id(obj)] = fn(obj)
+        return memo[id(obj)]
+    if isinstance(obj, tuple) and hasattr(obj, "_fields"):
+        return type(obj)(*(_map_tensors(o, fn, memo) for o in obj))
+    if isinstance(obj, (tuple, list)):
+        return type(obj)(_map_tensors(o, fn, memo) for o in obj)
+    if isinstance(obj, dict):
+        return {k: _map_tensors(v, fn, memo) for k, v in obj.items()}
+    return obj
+
+
+def _map_args(args: Args, fn: Callable[[Any], Any]) -> Args:
+    memo: dict[int, Any] = {}
+    out = Args(*(_map_tensors(a, fn, memo) for a in args.args))
+    out.kwargs = {k: _map_tensors(v, fn, memo) for k, v in args.kwargs.items()}
+    return out
+
+
+def _arg_items(args: Args) -> list[tuple[int | str, Any]]:
+    return [*enumerate(args.args), *args.kwargs.items()]
+
+
+def _input_tensors(args: Args) -> list[tuple[int | str, str, torch.Tensor]]:
+    """(argument key, path, tensor) for every tensor argument, nested ones included."""
+    out = []
+    for key, value in _arg_items(args):
+        for sub, tensor in _trials.walk_tensors(value):
+            out.append((key, _arg_label(key) + sub, tensor))
+    return out
+
+
+def _clone_layout(t: torch.Tensor) -> torch.Tensor:
+    """A copy with the same strides and storage offset (``clone`` would densify gaps)."""
+    import torch
+
+    if t.is_contiguous() or t.numel() == 0:
+        out = t.detach().clone(memory_format=torch.contiguous_format)
+    else:
+        extent = 1 + sum((s - 1) * st for s, st in zip(t.shape, t.stride(), strict=False))
+        buf = torch.empty(t.storage_offset() + extent, dtype=t.dtype, device=t.device)
+        out = buf.as_strided(t.shape, t.stride(), t.storage_offset())
+        out.copy_(t.detach())
+        out = out.detach()
+    return out
+
+
+def _is_float(t: torch.Tensor) -> bool:
+    return t.dtype.is_floating_point or t.dtype.is_complex
+
+
+def _to_truth_dtype(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    import torch
+
+    if t.dtype.is_complex:
+        return t.detach().to(device=device, dtype=torch.complex128)
+    if t.dtype.is_floating_point:
+        return t.detach().to(device=device, dtype=torch.float64)
+    return t.detach().to(device=device).clone()
+
+
+def _same_values(a: torch.Tensor, b: torch.Tensor) -> bool:
+    import torch
+
+    if torch.equal(a, b):
+        return True
+    if _is_float(a):
+        return bool(((a == b) | (torch.isnan(a) & torch.isnan(b))).all())
+    return False
+
+
+def _cotangent(like: torch.Tensor, seed: int) -> torch.Tensor:
+    """A seeded random cotangent: a block of random values tiled over the output.
+
+    Drawing a full-size random tensor costs more than a memory-bound op's
+    backward; a short prime-period block is as good at exposing a wrong
+    gradient and costs one copy.
+    """
+    import torch
+
+    n = like.numel()
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    block = torch.rand(min(n, _COTANGENT_PERIOD), generator=gen, dtype=torch.float64) * 2 - 1
+    block = block.to(device=like.device, dtype=like.dtype if _is_float(like) else torch.float32)
+    if n <= _COTANGENT_PERIOD:
+        return block.reshape(like.shape)
+    reps = -(-n // _COTANGENT_PERIOD)
+    return block.repeat(reps)[:n].reshape(like.shape)
+
+
+# ------------------------------------------------------------------ sides
+
+
+@dataclass
+class _Side:
+    """One of candidate / reference / truth: its callable, module and last outputs."""
+
+    name: str
+    fn: Callable[..., Any]
+    module: Any = None
+    output: Any = None
+    args: Args | None = None
+    params: list[tuple[str, torch.Tensor]] = field(default_factory=list)
+
+
+def _prepare_callable(fn: Any, device: torch.device, dtype: torch.dtype | None, role: str) -> tuple[Callable[..., Any], Any]:
+    import torch
+
+    if not callable(fn):
+        raise TypeError(f"{role} must be callable (a function or an nn.Module), got {type(fn).__name__}")
+    if isinstance(fn, torch.nn.Module):
+        module = copy.deepcopy(fn)
+        module.to(device=device)
+        if dtype is not None:
+            module.to(dtype=dtype)
+        return module, module
+    return fn, None
+
+
+def _module_params(module: Any) -> list[tuple[str, torch.Tensor]]:
+    if module is None:
+        return []
+    return [(name, p) for name, p in module.named_parameters() if p.requires_grad]
+
+
+# ------------------------------------------------------------------ engine
+
+
+class _Check:
+    def __init__(
+        self,
+        candidate: Any,
+        reference: Any,
+        inputs: Inputs,
+        *,
+        device: Any,
+        dtype: Any,
+        seed: Any,
+        atol: Any,
+        rtol: Any,
+        check_grad: Any,
+        mutates: Any,
+        param_map: Any,
+        trials: Any,
+        rerun: str | None,
+    ) -> None:
+        import torch
+
+        if not callable(candidate):
+            raise TypeError(f"candidate must be callable (a function or an nn.Module), got {type(candidate).__name__}")
+        if not callable(reference):
+            raise TypeError(f"reference must be callable (a function or an nn.Module), got {type(reference).__name__}")
+        self.builder = is_builder(inputs)
+        if not self.builder and not isinstance(inputs, (tuple, list, Args)):
+            raise TypeError(
+                "inputs must be a tuple of arguments, Args(*args, **kwargs), or a builder "
+                f"inputs(make); got {type(inputs).__name__} (wrap a single tensor as (x,))"
+            )
+        self.inputs = inputs
+        device = _check_device(device)
+        dtype = _check_dtype(dtype)
+        if seed is None:
+            seed = 0
+        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
+            raise ValueError(f"seed must be an integer in [0, 2**32), got {seed!r}")
+        self.seed = seed
+        self.tolerance = Tolerance(_check_number("atol", atol), _check_number("rtol", rtol))
+        if not isinstance(check_grad, bool):
+            raise TypeError(f"check_grad must be True or False, got {check_grad!r}")
+        self.check_grad = check_grad
+        self.mutates = _check_mutates(mutates)
+        if param_map is not None and not isinstance(param_map, Mapping) and not callable(param_map):
+            raise TypeError(
+                "param_map must be a dict {candidate parameter name: reference parameter name} "
+                f"or a callable mapping the reference's gradients by name; got {type(param_map).__name__}"
+            )
+        self.param_map = param_map
+        if trials is None:
+            trials = 3
+        if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
+            raise ValueError(f"trials must be a positive integer, got {trials!r}")
+        self.n_random = trials
+
+        if not self.builder:
+            given = as_args(inputs)
+            tensors = [t for _, _, t in _input_tensors(given)]
+            if device is None:
+                device = tensors[0].device if tensors else torch.device("cpu")
+            if dtype is None:
+                floats = [t.dtype for t in tensors if t.dtype.is_floating_point]
+                dtype = floats[0] if floats else torch.float32
+            target_device, target_dtype = device, dtype
+            self.given = _map_args(
+                given,
+                lambda t: t.detach().to(
+                    device=target_device, dtype=target_dtype if t.dtype.is_floating_point else t.dtype
+                ).clone(),
+            )
+        self.device = device if device is not None else torch.device("cpu")
+        self.dtype = dtype if dtype is not None else torch.float32
+        if not self.dtype.is_floating_point:
+            raise ValueError(f"dtype must be a floating dtype, got {self.dtype}")
+        # Devices without float64 (MPS) compute the truth on the CPU.
+        self.truth_device = torch.device("cpu") if self.device.type == "mps" else self.device
+        # In a float64 test the reference run is the truth.
+        self.separate_truth = self.dtype != torch.float64 or self.truth_device != self.device
+        self.rerun = rerun or (
+            "rerun: assert_same_as_reference(candidate, reference, inputs, "
+            f"device={str(self.device)!r}, dtype={self.dtype}, seed={self.seed}"
+            + (f", trials={trials}" if trials != 3 else "")
+            + ")"
+        )
+
+        cand_fn, cand_mod = _prepare_callable(candidate, self.device, self.dtype, "candidate")
+        ref_fn, ref_mod = _prepare_callable(reference, self.device, self.dtype, "reference")
+        self.cand = _Side("candidate", cand_fn, cand_mod, params=_module_params(cand_mod))
+        self.ref = _Side("reference", ref_fn, ref_mod, params=_module_params(ref_mod))
+        self.truth: _Side | None = None
+        if self.separate_truth:
+            truth_fn, truth_mod = _prepare_callable(reference, self.truth_device, torch.float64, "reference")
+            self.truth = _Side("truth", truth_fn, truth_mod, params=_module_params(truth_mod))
+        self.report = EquivalenceReport()
+        self.report.truth = "float64" if self.separate_truth else "float64 (the reference itself)"
+        self.scratch = Scratch()
+        self.degraded_truth_note: str | None = None
+
+    # -- context for crashes ------------------------------------------------
+
+    def _inputs_line(self, args: Args) -> str:
+        parts = []
+        for _, path, t in _input_tensors(args)[:8]:
+            stride = "" if t.is_contiguous() else f", strides {t.stride()}, offset {t.storage_offset()}"
+            parts.append(f"{path}: {describe_tensor(t)}{stride}")
+        return "; ".join(parts) or "no tensors"
+
+    def _context(self, what: str, trial: Trial, total: int, args: Args | None) -> str:
+        inputs = f"\ninputs: {self._inputs_line(args)}" if args is not None else ""
+        return f"effective-torch: while {what} in {trial.describe(total)}{inputs}\n{self.rerun}"
+
+    # -- the check ----------------------------------------------------------
+
+    def run(self) -> EquivalenceReport:
+        __tracebackhide__ = True
+        import torch
+
+        plan = _trials.plan(self.seed, builder=self.builder, trials=self.n_random, dtype=self.dtype)
+        i = 0
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices), torch.enable_grad():
+            while i < len(plan):
+                trial = plan[i]
+                args = self._build(trial, len(plan))
+                if i == 0 and self.builder:
+                    elements = sum(t.numel() for _, _, t in _input_tensors(args) if _is_float(t))
+                    shrunk = _trials.plan(
+                        self.seed, builder=True, trials=self.n_random, dtype=self.dtype, input_elements=elements
+                    )
+                    if len(shrunk) < len(plan):
+                        self.report.add_note(
+                            f"large inputs ({elements} elements): 1 random trial instead of {self.n_random}"
+                        )
+                        plan = shrunk
+                self._run_trial(trial, len(plan), args, passed_before=i)
+                self.report.trials.append(trial)
+                i += 1
+        if self.degraded_truth_note:
+            self.report.add_note(self.degraded_truth_note)
+        return self.report
+
+    def _build(self, trial: Trial, total: int) -> Args:
+        import torch
+
+        if not self.builder:
+            fn = _trials.noncontiguous_copy if trial.noncontiguous else _clone_layout
+            return _map_args(self.given, fn)
+        make = Maker(self.device, self.dtype, trial.seed, scale=trial.scale)
+        try:
+            with torch.no_grad():
+                args = build(self.inputs, make)
+        except TypeError as exc:
+            if "inputs builder's return value" in str(exc):
+                raise
+            raise with_context(exc, self._context("building the inputs", trial, total, None)) from None
+        except Exception as exc:
+            raise with_context(exc, self._context("building the inputs", trial, total, None)) from None
+        if trial.scale is not None and not any(scaled for _, scaled in make.made):
+            self.report.add_note(
+                f"the {trial.kind}-magnitude trial scaled no tensor: the builder gave every "
+                "floating tensor an explicit low/high"
+            )
+        if trial.noncontiguous:
+            args = _map_args(args, _trials.noncontiguous_copy)
+        else:
+            args = _map_args(args, lambda t: t.detach())
+        if self.mutates:
+            keys = {k for k, _ in _arg_items(args)}
+            unknown = [m for m in self.mutates if m not in keys]
+            if unknown:
+                raise ValueError(f"mutates names arguments the inputs do not have: {unknown}; arguments: {sorted(map(str, keys))}")
+        return args
+
+    def _call(self, side: _Side, args: Args, rng_seed: int, trial: Trial, total: int) -> Any:
+        __tracebackhide__ = True
+        import torch
+
+        torch.manual_seed(rng_seed)
+        try:
+            return side.fn(*args.args, **args.kwargs)
+        except Exception as exc:
+            what = "running the reference on float64 copies" if side.name == "truth" else f"running the {side.name}"
+            raise with_context(exc, self._context(what, trial, total, args)) from None
+
+    def _run_trial(self, trial: Trial, total: int, pristine: Args, passed_before: int) -> None:
+        __tracebackhide__ = True
+
+        grad_ok = self.check_grad
+        # Leaves that gradients are taken with respect to; declared-mutated
+        # arguments are left alone (in-place ops on such leaves raise).
+        for key, _, t in _input_tensors(pristine):
+            if grad_ok and _is_float(t) and key not in self.mutates and t.is_leaf:
+                t.requires_grad_(True)
+        truth_args = None
+        if self.truth is not None:
+            truth_device = self.truth_device
+            truth_args = _map_args(pristine, lambda t: _to_truth_dtype(t, truth_device).requires_grad_(t.requires_grad))
+        cand_args = _map_args(pristine, lambda t: _clone_layout(t).requires_grad_(t.requires_grad))
+        versions = [t._version for _, _, t in _input_tensors(cand_args)]
+        rng_seed = derive_seed(trial.seed, "rng")
+
+        try:
+            cand_out = self._call(self.cand, cand_args, rng_seed, trial, total)
+        except Exception as exc:
+            if "in-place operation" in str(exc) and "requires grad" in str(exc):
+                self._raise_inplace_leaf(trial, total, pristine, rng_seed, passed_before)
+            raise
+        problems: list[Problem] = self._mutation_problems(cand_args, pristine, versions)
+
+        ref_out = self._call(self.ref, pristine, rng_seed, trial, total)
+        truth_out = ref_out
+        truth_args_used = pristine
+        if self.truth is not None:
+            try:
+                truth_out = self._call(self.truth, truth_args, rng_seed, trial, total)
+                truth_args_used = truth_args
+            except Exception as exc:
+                truth_out = None
+                self._degrade(f"it raised {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+
+        leaves, structure = pair(cand_out, ref_out, "output")
+        for key in sorted(self.mutates, key=str):
+            label = f"{_arg_label(key)} after the call"
+            c_val, r_val = _arg_value(cand_args, key), _arg_value(pristine, key)
+            more, more_problems = pair(c_val, r_val, label)
+            leaves += more
+            structure += more_problems
+        problems += structure
+        truth_index = self._truth_index(truth_out, truth_args_used, leaves)
+
+        for leaf in leaves:
+            self._judge_leaf(leaf, truth_index, trial, problems)
+
+        if grad_ok and not structure:
+            problems += self._gradients(trial, total, leaves, truth_index, cand_args, pristine, truth_args)
+
+        if problems:
+            notes = list(self.report.notes)
+            if self.degraded_truth_note and self.degraded_truth_note not in notes:
+                notes.append(self.degraded_truth_note)
+            raise CheckFailed(
+                failure_message(
+                    trial=trial,
+                    total_trials=total,
+                    passed_before=passed_before,
+                    problems=problems,
+                    rerun=self.rerun,
+                    notes=notes,
+                    inputs_line=self._inputs_line(pristine),
+                )
+            )
+
+    # -- mutation -----------------------------------------------------------
+
+    def _mutation_problems(self, after: Args, before: Args, versions: list[int]) -> list[Problem]:
+        problems = []
+        seen: set[int | str] = set()
+        for (key, path, t_after), (_, _, t_before), version in zip(
+            _input_tensors(after), _input_tensors(before), versions, strict=False
+        ):
+            if key in self.mutates or key in seen:
+                continue
+            bumped = t_after._version != version
+            changed = not _same_values(t_after.detach(), t_before.detach())
+            if not (bumped or changed):
+                continue
+            seen.add(key)
+            details = []
+            if changed:
+                import torch
+
+                a, b = t_after.detach(), t_before.detach()
+                differ = ~((a == b) | (torch.isnan(a) & torch.isnan(b))) if _is_float(a) else a != b
+                details.append(f"values changed at {int(differ.sum())} of {a.numel()} elements")
+            if bumped:
+                details.append(f"in-place version counter {version} -> {t_after._version}")
+            problems.append(
+                Problem(
+                    path,
+                    [
+                        f"candidate modified {path} in place ({'; '.join(details)}); "
+                        f"declare it with mutates=({key!r},) if that is intended",
+                    ],
+                )
+            )
+        return problems
+
+    def _raise_inplace_leaf(self, trial: Trial, total: int, pristine: Args, rng_seed: int, passed_before: int) -> None:
+        """The candidate wrote into an input that requires grad: find which one, and say so."""
+        __tracebackhide__ = True
+        import torch
+
+        probe = _map_args(pristine, _clone_layout)
+        versions = [t._version for _, _, t in _input_tensors(probe)]
+        try:
+            with torch.no_grad():
+                self._call(self.cand, probe, rng_seed, trial, total)
+        except Exception:
+            return
+        problems = self._mutation_problems(probe, pristine, versions)
+        if not problems:
+            return
+        raise CheckFailed(
+            failure_message(
+                trial=trial,
+                total_trials=total,
+                passed_before=passed_before,
+                problems=problems,
+                rerun=self.rerun,
+                notes=[],
+                inputs_line=self._inputs_line(pristine),
+            )
+        )
+
+    # -- truth --------------------------------------------------------------
+
+    def _degrade(self, why: str) -> None:
+        if self.degraded_truth_note is None:
+            self.degraded_truth_note = (
+                f"reference is not dtype-generic: given float64 inputs, {why}; no float64 truth, "
+                f"so the candidate was judged against the reference in {str(self.dtype).removeprefix('torch.')}"
+            )
+            warnings.warn(self.degraded_truth_note, ReferenceNotDtypeGeneric, stacklevel=4)
+
+    def _truth_index(self, truth_out: Any, truth_args: Args, leaves: list[Leaf]) -> dict[str, Any]:
+        import torch
+
+        if truth_out is None:
+            return {}
+        index = index_leaves(truth_out, "output")
+        for key in self.mutates:
+            index.update(index_leaves(_arg_value(truth_args, key), f"{_arg_label(key)} after the call"))
+        if self.truth is None:
+            return index
+        for leaf in leaves:
+            if leaf.kind != "float" or not isinstance(leaf.reference, torch.Tensor):
+                continue
+            t = index.get(leaf.path)
+            if not isinstance(t, torch.Tensor):
+                self._degrade(f"it returned {type(t).__name__} at {leaf.path}")
+                return {}
+            if t.shape != leaf.reference.shape:
+                self._degrade(f"it returned shape {tuple(t.shape)} at {leaf.path}")
+                return {}
+            if t.dtype not in (torch.float64, torch.complex128):
+                self._degrade(f"it returned {str(t.dtype).removeprefix('torch.')} at {leaf.path}")
+                return {}
+        return index
+
+    # -- values -------------------------------------------------------------
+
+    def _judge_leaf(self, leaf: Leaf, truth_index: dict[str, Any], trial: Trial, problems: list[Problem]) -> None:
+
+        if leaf.kind == "exact":
+            problem = exact_problem(leaf)
+            if problem is not None:
+                problems.append(problem)
+            return
+        c, r = as_tensor(leaf.candidate), as_tensor(leaf.reference)
+        t = truth_index.get(leaf.path)
+        t = as_tensor(t) if t is not None else r
+        self._judge(leaf.path, c.detach(), r.detach(), t.detach(), trial, problems, is_output=True)
+
+    def _judge(
+        self,
+        path: str,
+        c: torch.Tensor,
+        r: torch.Tensor,
+        t: torch.Tensor,
+        trial: Trial,
+        problems: list[Problem],
+        *,
+        is_output: bool,
+    ) -> None:
+        import torch
+
+        t = t.to(torch.complex128 if (t.dtype.is_complex or c.dtype.is_complex) else torch.float64)
+        bounds = bounds_for(c.dtype, self.dtype)
+        verdict = judge(
+            c,
+            r,
+            t,
+            bounds=bounds,
+            tolerance=self.tolerance,
+            user_defaults=assert_close_defaults(c.dtype if c.dtype.is_floating_point or c.dtype.is_complex else self.dtype),
+            scratch=self.scratch,
+        )
+        (self.report.outputs if is_output else self.report.gradients).append(f"{path} (trial {trial.number})")
+        for note in verdict.notes:
+            scale = f" at input scale x{trial.scale:.3g}" if trial.scale is not None else ""
+            self.report.add_note(f"{path}: {note}{scale} (trial {trial.number}, {trial.kind})")
+        if verdict.ok:
+            self.report.consider(path, trial, verdict.ratio, verdict.error, verdict.allowed, verdict.rule)
+        else:
+            assert verdict.mismatch is not None
+            problems.append(value_problem(path, describe_tensor(c), verdict.mismatch, trial))
+
+    # -- gradients ----------------------------------------------------------
+
+    def _gradients(
+        self,
+        trial: Trial,
+        total: int,
+        leaves: list[Leaf],
+        truth_index: dict[str, Any],
+        cand_args: Args,
+        ref_args: Args,
+        truth_args: Args | None,
+    ) -> list[Problem]:
+        import torch
+
+        problems: list[Problem] = []
+        float_leaves = [
+            leaf
+            for leaf in leaves
+            if leaf.kind == "float"
+            and isinstance(leaf.reference, torch.Tensor)
+            and not leaf.path.endswith("after the call")
+        ]
+        if not float_leaves:
+            return problems
+        cots = [_cotangent(leaf.reference, derive_seed(trial.seed, "cotangent", k)) for k, leaf in enumerate(float_leaves)]
+        inputs_c = [(p, t) for _, p, t in _input_tensors(cand_args) if t.requires_grad]
+        inputs_r = [(p, t) for _, p, t in _input_tensors(ref_args) if t.requires_grad]
+
+        def grads(side: str, outs: list[Any], ins: list[torch.Tensor], dtype_cast: torch.dtype | None, args: Args | None) -> list[Any]:
+            pairs = [
+                (o, g if dtype_cast is None else g.to(device=o.device, dtype=o.dtype))
+                for o, g in zip(outs, cots, strict=False)
+                if isinstance(o, torch.Tensor) and o.requires_grad
+            ]
+            if not pairs or not ins:
+                return [None] * len(ins)
+            try:
+                return list(
+                    torch.autograd.grad(
+                        [o for o, _ in pairs], ins, [g for _, g in pairs], allow_unused=True
+                    )
+                )
+            except Exception as exc:
+                raise with_context(exc, self._context(f"computing gradients of the {side} (backward)", trial, total, args)) from None
+
+        cand_params = self.cand.params
+        ref_params = self.ref.params
+        g_c = grads("candidate", [leaf.candidate for leaf in float_leaves], [t for _, t in inputs_c] + [p for _, p in cand_params], None, cand_args)
+        g_r = grads("reference", [leaf.reference for leaf in float_leaves], [t for _, t in inputs_r] + [p for _, p in ref_params], None, ref_args)
+        n_in = len(inputs_c)
+        if self.truth is not None and truth_index and truth_args is not None:
+            inputs_t = [t for _, _, t in _input_tensors(truth_args) if t.requires_grad]
+            truth_outs = [truth_index.get(leaf.path) for leaf in float_leaves]
+            g_t = grads("reference on float64 copies", truth_outs, inputs_t + [p for _, p in self.truth.params], torch.float64, truth_args)
+            truth_params = self.truth.params
+        else:
+            g_t = g_r
+            truth_params = ref_params
+
+        for (path, _), gc, gr, gt in zip(inputs_c, g_c[:n_in], g_r[:n_in], g_t[:n_in], strict=False):
+            self._judge_grad(f"grad of {path}", gc, gr, gt, trial, problems)
+
+        # Parameters, through the parameter map.
+        if cand_params or ref_params:
+            self._param_grads(
+                trial,
+                problems,
+                dict(zip([n for n, _ in cand_params], g_c[n_in:], strict=False)),
+                dict(zip([n for n, _ in ref_params], g_r[len(inputs_r):], strict=False)),
+                dict(zip([n for n, _ in truth_params], g_t[len(inputs_r):], strict=False)),
+            )
+        return problems
+
+    def _judge_grad(self, path: str, gc: Any, gr: Any, gt: Any, trial: Trial, problems: list[Problem]) -> None:
+        if gc is None and gr is None:
+            return
+        if (gc is None) != (gr is None):
+            side, other = ("candidate", "reference") if gc is None else ("reference", "candidate")
+            problems.append(
+                Problem(
+                    path,
+                    [
+                        f"gradient is None for the {side} but not for the {other}: the {side}'s "
+                        "outputs do not depend on it through autograd (detached, computed under "
+                        "no_grad, or not used)",
+                    ],
+                )
+            )
+            return
+        _, structure = pair(gc, gr, path)
+        problems += structure
+        if structure:
+            return
+        self._judge(path, gc, gr, gt if gt is not None else gr, trial, problems, is_output=False)
+
+    def _param_grads(
+        self,
+        trial: Trial,
+        problems: list[Problem],
+        cand: dict[str, Any],
+        ref: dict[str, Any],
+        truth: dict[str, Any],
+    ) -> None:
+        import torch
+
+        if not cand or not ref:
+            which = "candidate" if not cand else "reference"
+            self.report.add_note(f"parameter gradients not compared: the {which} has no parameters")
+            return
+        if self.param_map is None:
+            if set(cand) != set(ref):
+                self.report.add_note(
+                    "parameter gradients not compared: candidate and reference name their parameters "
+                    "differently; pass param_map= (candidate name -> reference name, or a callable)"
+                )
+                return
+            expected, expected_truth = ref, truth
+        elif isinstance(self.param_map, Mapping):
+            unknown_c = [k for k in self.param_map if k not in cand]
+            unknown_r = [v for v in self.param_map.values() if v not in ref]
+            if unknown_c or unknown_r:
+                raise ValueError(
+                    f"param_map names unknown parameters: candidate {unknown_c}, reference {unknown_r}; "
+                    f"candidate has {sorted(cand)}, reference has {sorted(ref)}"
+                )
+            expected = {c: ref[r] for c, r in self.param_map.items()}
+            expected_truth = {c: truth.get(r) for c, r in self.param_map.items()}
+        else:
+            with torch.no_grad():
+                expected = dict(self.param_map(ref))
+                expected_truth = dict(self.param_map(truth)) if truth is not ref else expected
+            unknown = [k for k in expected if k not in cand]
+            if unknown:
+                raise ValueError(f"param_map returned unknown candidate parameters {unknown}; candidate has {sorted(cand)}")
+        for name in cand:
+            if name not in expected:
+                continue
+            self._judge_grad(f"grad of parameter {name}", cand[name], expected[name], expected_truth.get(name), trial, problems)
+        self.report.parameter_gradients_compared = True
+        missing = [n for n in cand if n not in expected]
+        if missing:
+            self.report.add_note(f"parameter gradients not compared for {missing} (not in param_map)")
+
+
+def _arg_value(args: Args, key: int | str) -> Any:
+    return args.args[key] if isinstance(key, int) else args.kwargs[key]
+
+
+# ------------------------------------------------------------------ public
+
+
+def assert_same_as_reference(
+    candidate: Callable[..., Any],
+    reference: Callable[..., Any],
+    inputs: Inputs,
+    *,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype | str | None = None,
+    seed: int | None = None,
+    atol: float | None = None,
+    rtol: float | None = None,
+    check_grad: bool = True,
+    mutates: Iterable[int | str] | int | str = (),
+    param_map: ParamMap | None = None,
+    trials: int | None = None,
+    _rerun: str | None = None,
+) -> EquivalenceReport:
+    """Check that ``candidate`` computes the same function as ``reference``.
+
+    Runs several trials (fresh seeds, a non-contiguous layout, large and small
+    magnitudes) and in each compares outputs and gradients (from the same
+    seeded random cotangent) against the reference evaluated on float64
+    copies of the inputs. Raises :class:`CheckFailed` naming every failing
+    output and gradient; returns an :class:`EquivalenceReport` otherwise.
+
+    ``inputs`` is a tuple of arguments (checked as given, then re-laid-out)
+    or a builder ``inputs(make)`` returning a tuple or :class:`Args`. With a
+    tuple, ``device``/``dtype`` default to the tensors' own; with a builder,
+    to cpu and float32. ``atol``/``rtol`` replace the automatic tolerance
+    with torch.testing.assert_close's rule against the truth. ``mutates``
+    names arguments the candidate may change in place (their final values
+    are compared). ``param_map`` maps candidate parameter names to the
+    reference's (a dict), or is a callable that takes the reference's
+    parameter gradients by name and returns the candidate's expected ones.
+
+    >>> import torch
+    >>> from pytest_effective_torch import assert_same_as_reference
+    >>> def stable_softmax(x):
+    ...     e = torch.exp(x - x.amax(-1, keepdim=True))
+    ...     return e / e.sum(-1, keepdim=True)
+    >>> report = assert_same_as_reference(
+    ...     stable_softmax, lambda x: torch.softmax(x, -1), lambda make: (make(8, 10),)
+    ... )
+    >>> len(report.trials)
+    6
+    """
+    __tracebackhide__ = True
+    check = _Check(
+        candidate,
+        reference,
+        inputs,
+        device=device,
+        dtype=dtype,
+        seed=seed,
+        atol=atol,
+        rtol=rtol,
+        check_grad=check_grad,
+        mutates=mutates,
+        param_map=param_map,
+        trials=trials,
+        rerun=_rerun,
+    )
+    return check.run()
+
+
+# ----------------------------------------------------------------- fixture
+
+_TOLERANCE_KEYS = ("atol", "rtol")
+
+
+def tolerance_from_marker(node: Any) -> dict[str, float]:
+    """atol/rtol from ``@pytest.mark.tolerance``; a bad marker is a UsageError naming it."""
+    import pytest
+
+    mark = node.get_closest_marker("tolerance")
+    if mark is None:
+        return {}
+    where = f"@pytest.mark.tolerance in {node.nodeid}"
+    if mark.args:
+        raise pytest.UsageError(f"Invalid {where}: takes keyword arguments atol= and rtol= only, got {mark.args!r}")
+    unknown = [k for k in mark.kwargs if k not in _TOLERANCE_KEYS]
+    if unknown:
+        raise pytest.UsageError(f"Invalid {where}: unknown argument(s) {unknown}; accepted: atol, rtol")
+    out = {}
+    for key, value in mark.kwargs.items():
+        try:
+            number = _check_number(key, value)
+        except (TypeError, ValueError) as exc:
+            raise pytest.UsageError(f"Invalid {where}: {exc}") from None
+        if number is not None:
+            out[key] = number
+    return out
+
+
+class BoundAssertSame:
+    """The ``assert_same_as_reference`` fixture: the function bound to the test's device, dtype and seed.
+
+    Each call in one test gets its own seed, derived from the test's seed and
+    the call's position, so two checks in one test draw different inputs and
+    a rerun with the same session seed reproduces both.
+    """
+
+    def __init__(self, node: Any, device: torch.device, dtype: torch.dtype, seed: int, trials: int, rerun: str) -> None:
+        self._node = node
+        self._device = device
+        self._dtype = dtype
+        self._seed = seed
+        self._trials = trials
+        self._rerun = rerun
+        self._marker = tolerance_from_marker(node)
+        self.calls = 0
+
+    def __call__(self, candidate: Callable[..., Any], reference: Callable[..., Any], inputs: Inputs, **kwargs: Any) -> EquivalenceReport:
+        __tracebackhide__ = True
+        call = self.calls
+        self.calls += 1
+        kwargs.setdefault("device", self._device)
+        kwargs.setdefault("dtype", self._dtype)
+        kwargs.setdefault("seed", derive_seed(self._seed, "call", call))
+        kwargs.setdefault("trials", self._trials)
+        if kwargs.get("atol") is None and kwargs.get("rtol") is None:
+            for key, value in self._marker.items():
+                kwargs[key] = value
+        rerun = self._rerun + (f"  (check #{call + 1} in this test)" if call else "")
+        return assert_same_as_reference(candidate, reference, inputs, _rerun=rerun, **kwargs)

@@ -1,0 +1,137 @@
+"""The trial plan: which inputs one equivalence check tries, and how they are laid out.
+
+A builder gets, by default, ``trials`` random-value trials (fresh seeds), one
+trial whose tensors are re-laid-out as non-contiguous views (strided and
+offset, same values), one with large-magnitude and one with small-magnitude
+inputs (scaled inside ``make``, see :func:`magnitudes`). Fixed tuple inputs
+get the values given, then the same values re-laid-out.
+
+At large sizes (more than :data:`LARGE_INPUT_ELEMENTS` input elements) the
+random trials shrink to one: every trial of a large op costs seconds, and the
+layout trial draws fresh values too, so a candidate that caches its result is
+still caught by two different inputs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ._inputs import derive_seed
+
+if TYPE_CHECKING:
+    import torch
+
+#: Above this many floating input elements, run one random trial instead of ``trials``.
+LARGE_INPUT_ELEMENTS = 1 << 20
+
+#: make()'s default floating range is [-9, 9]; the magnitude trials multiply it.
+_DEFAULT_HIGH = 9.0
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One set of inputs: which kind, from which seed, in which layout and scale."""
+
+    number: int  # 1-based
+    kind: str  # "random" | "given" | "layout" | "large" | "small"
+    seed: int
+    noncontiguous: bool = False
+    scale: float | None = None
+
+    @property
+    def layout(self) -> str:
+        return "non-contiguous (strided, offset)" if self.noncontiguous else "contiguous"
+
+    def describe(self, total: int | None = None) -> str:
+        """``trial 4 of 6 (large magnitude): seed=12, layout contiguous, inputs x100``."""
+        label = {
+            "random": "random values",
+            "given": "the given inputs",
+            "layout": "non-contiguous layout",
+            "large": "large magnitude",
+            "small": "small magnitude",
+        }[self.kind]
+        of = f" of {total}" if total else ""
+        scale = f", inputs scaled x{self.scale:.3g}" if self.scale is not None else ""
+        seed = f"seed={self.seed}, " if self.kind != "given" else ""
+        return f"trial {self.number}{of} ({label}): {seed}layout {self.layout}{scale}"
+
+
+def magnitudes(dtype: torch.dtype) -> tuple[float, float]:
+    """(large, small) scale factors for ``make``'s default [-9, 9] range.
+
+    Large: values up to about 1e3 (fourth root of the dtype's max for
+    float16, so that a few products stay finite), enough to overflow a naive
+    ``exp`` in every float dtype. Small: values up to about 1e-3 (or the
+    fourth root of the smallest normal float16), where flushing to zero or an
+    absolute-epsilon shortcut shows.
+
+    >>> import torch
+    >>> magnitudes(torch.float32)
+    (111.11111111111111, 0.0001111111111111111)
+    """
+    import torch
+
+    info = torch.finfo(dtype if dtype.is_floating_point else torch.float32)
+    large = min(1e3, info.max**0.25) / _DEFAULT_HIGH
+    small = max(1e-3, info.tiny**0.25) / _DEFAULT_HIGH
+    return large, small
+
+
+def plan(
+    seed: int,
+    *,
+    builder: bool,
+    trials: int,
+    dtype: torch.dtype,
+    input_elements: int | None = None,
+) -> list[Trial]:
+    """The trials of one check. ``input_elements`` (known after the first build) shrinks large plans."""
+    if not builder:
+        return [Trial(1, "given", seed), Trial(2, "layout", seed, noncontiguous=True)]
+    random_trials = trials
+    if input_elements is not None and input_elements > LARGE_INPUT_ELEMENTS:
+        random_trials = 1
+    out = [Trial(i + 1, "random", derive_seed(seed, "trial", i)) for i in range(random_trials)]
+    large, small = magnitudes(dtype) if dtype.is_floating_point else (None, None)
+    extra: list[tuple[str, bool, float | None]] = [("layout", True, None)]
+    if large is not None:
+        extra += [("large", False, large), ("small", False, small)]
+    for kind, noncontiguous, scale in extra:
+        number = len(out) + 1
+        out.append(Trial(number, kind, derive_seed(seed, kind), noncontiguous, scale))
+    return out
+
+
+def noncontiguous_copy(t: torch.Tensor) -> torch.Tensor:
+    """Same values, non-contiguous: every other element of a wider buffer, offset by one.
+
+    The result is a leaf (``detach`` keeps strides and offset), so gradients
+    can be taken with respect to it.
+    """
+    import torch
+
+    if t.dim() == 0:
+        return t.clone()
+    shape = list(t.shape)
+    wide = [*shape[:-1], 2 * shape[-1] + 1]
+    buf = torch.empty(wide, dtype=t.dtype, device=t.device)
+    view = buf[..., 1::2]
+    view.copy_(t.detach())
+    return view.detach()
+
+
+def walk_tensors(obj: Any, path: str = "") -> Iterator[tuple[str, torch.Tensor]]:
+    """(path, tensor) for every tensor inside nested tuples, lists and dicts."""
+    import torch
+
+    if isinstance(obj, torch.Tensor):
+        yield path, obj
+    elif isinstance(obj, (tuple, list)):
+        for i, item in enumerate(obj):
+            yield from walk_tensors(item, f"{path}[{i}]")
+    elif isinstance(obj, dict):
+        for key, item in obj.items():
+            yield from walk_tensors(item, f"{path}[{key!r}]")
