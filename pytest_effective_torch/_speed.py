@@ -215,7 +215,8 @@ def _name(fn: Any) -> str:
     name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None)
     if name is None:
         name = type(fn).__name__
-    return str(name)
+    # ``test_x.<locals>.fast`` reads better as ``fast``
+    return str(name).rsplit("<locals>.", 1)[-1]
 
 
 def _fmt_time(seconds: float | None) -> str:

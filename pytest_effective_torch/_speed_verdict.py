@@ -96,11 +96,18 @@ def conclude(result: SpeedResult, options: SpeedOptions) -> SpeedResult:
             f"{options.min_speedup:g}x"
         )
     elif result.verdict == _stats.INCONCLUSIVE:
-        head = (
-            f"inconclusive: after {result.elapsed:.2f} s and {result.rounds} rounds the "
-            f"{pct} interval of the speedup of {result.candidate_name} over "
+        where = (
+            f"the {pct} interval of the speedup of {result.candidate_name} over "
             f"{result.reference_name}, {result.speedup_text()}, still contains "
-            f"min_speedup {options.min_speedup:g}x. To decide, raise the time budget "
+            f"min_speedup {options.min_speedup:g}x"
+            if result.interval is not None and result.rounds >= _stats.MIN_ROUNDS
+            else f"too few rounds to decide whether {result.candidate_name} is "
+            f"{options.min_speedup:g}x faster than {result.reference_name} (a verdict "
+            f"needs at least {_stats.MIN_ROUNDS}; speedup so far {result.speedup_text()})"
+        )
+        head = (
+            f"inconclusive: after {result.elapsed:.2f} s and {result.rounds} rounds, {where}. "
+            "To decide, raise the time budget "
             f"(--effective-torch-time-budget, now {options.time_budget:g} s), make the "
             "machine quieter, or accept it with --effective-torch-inconclusive=skip or warn"
         )

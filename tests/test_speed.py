@@ -1,0 +1,233 @@
+"""assert_faster_than_reference called directly, with real tensors.
+
+Outcomes here are deterministic without wall-clock thresholds: the two sides
+differ twentyfold (a verdict no machine noise can flip), or the time budget
+is too short for the minimum number of rounds.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import pytest
+import torch
+
+from pytest_effective_torch import (
+    CheckFailed,
+    SpeedInconclusiveWarning,
+    SpeedResult,
+    assert_faster_than_reference,
+)
+
+
+def busy(reps: int, size: int = 48):
+    """A sleep-free busy function doing ``reps`` small matmuls."""
+
+    def work(x):
+        out = x
+        for _ in range(reps):
+            out = torch.mm(x, x)
+        return out
+
+    work.__qualname__ = f"mm_x{reps}"
+    return work
+
+
+def slow_copy(x):
+    """Tens of milliseconds of real work, for budgets too short to decide."""
+    for _ in range(4000):
+        torch.mm(x, x)
+    return x
+
+
+def inputs(make):
+    return (make(48, 48),)
+
+
+def notes(exc: BaseException) -> str:
+    return "\n".join(getattr(exc, "__notes__", [])) + str(exc)
+
+
+def test_a_twentyfold_faster_candidate_passes_and_reports_what_it_measured():
+    result = assert_faster_than_reference(busy(1), busy(20), inputs, min_speedup=2)
+    assert isinstance(result, SpeedResult)
+    assert result.verdict == "pass" and result.passed
+    assert result.speedup > 2 and result.interval[0] > 2
+    assert result.rounds >= 4
+    assert result.measured == "forward"
+    assert result.device == "cpu" and result.dtype == "float32"
+    assert result.threads == 1
+    assert result.timer == "host"
+    assert result.candidate_time < result.reference_time
+    assert len(result.candidate_times) == result.rounds
+    assert "mm_x1 vs mm_x20: pass" in str(result)
+
+
+def test_a_twentyfold_slower_candidate_fails_with_a_message_to_act_on():
+    with pytest.raises(CheckFailed) as info:
+        assert_faster_than_reference(busy(20), busy(1), inputs, min_speedup=1.5)
+    message = str(info.value)
+    first = message.splitlines()[0]
+    assert first.startswith("candidate mm_x20 is not 1.5x faster than reference mm_x1: speedup")
+    assert "lies below 1.5x" in first
+    assert "99.9% interval [" in message
+    assert "required: more than 1.5x" in message
+    assert "time per call (median of rounds, host time): reference" in message
+    assert "interleaved rounds of" in message
+    assert "timer: host time (perf_counter); intra-op threads 1" in message
+    assert "device cpu" in message and "dtype float32" in message
+    assert "first calls (not in the rounds): reference" in message
+
+
+def test_fixed_arguments_work_like_a_builder():
+    x = torch.randn(48, 48)
+    result = assert_faster_than_reference(busy(1), busy(20), (x,), min_speedup=2)
+    assert result.passed and result.dtype == "float32"
+
+
+def test_forward_and_backward_are_timed_together_when_asked():
+    result = assert_faster_than_reference(
+        busy(1), busy(20), inputs, min_speedup=2, backward=True
+    )
+    assert result.passed
+    assert result.measured == "forward+backward"
+
+
+def test_threads_are_pinned_while_timing_and_restored_after():
+    before = torch.get_num_threads()
+    result = assert_faster_than_reference(busy(1), busy(20), inputs, min_speedup=2, threads=2)
+    assert result.threads == 2
+    assert torch.get_num_threads() == before
+
+
+def test_first_call_costs_are_reported_apart_from_the_rounds():
+    state = {"compiled": False}
+
+    def compiles_first(x):
+        if not state["compiled"]:
+            time.sleep(0.05)  # stands in for compilation or autotuning
+            state["compiled"] = True
+        return torch.mm(x, x)
+
+    result = assert_faster_than_reference(compiles_first, busy(20), inputs, min_speedup=2)
+    assert result.first_call[1] >= 0.05
+    assert result.candidate_time < 0.05 / 20
+
+
+def test_too_short_a_budget_is_inconclusive_and_fails_by_default():
+    with pytest.raises(CheckFailed) as info:
+        assert_faster_than_reference(
+            slow_copy, slow_copy, inputs, min_speedup=1.0, time_budget=0.05
+        )
+    message = str(info.value)
+    assert message.startswith("inconclusive: after ")
+    assert "too few rounds to decide whether slow_copy is 1x faster than slow_copy" in message
+    assert "--effective-torch-time-budget, now 0.05 s" in message
+    assert "--effective-torch-inconclusive=skip or warn" in message
+
+
+def test_inconclusive_can_skip_instead():
+    with pytest.raises(pytest.skip.Exception, match="inconclusive"):
+        assert_faster_than_reference(
+            slow_copy, slow_copy, inputs, time_budget=0.05, inconclusive="skip"
+        )
+
+
+def test_inconclusive_can_warn_and_return_the_result():
+    with pytest.warns(SpeedInconclusiveWarning, match="inconclusive"):
+        result = assert_faster_than_reference(
+            slow_copy, slow_copy, inputs, time_budget=0.05, inconclusive="warn"
+        )
+    assert result.verdict == "inconclusive"
+
+
+def test_a_crashing_candidate_is_an_error_with_context_not_a_verdict():
+    def broken(x):
+        raise RuntimeError("shapes do not match")
+
+    with pytest.raises(Exception) as info:
+        assert_faster_than_reference(broken, busy(1), inputs)
+    assert not isinstance(info.value, CheckFailed)
+    text = notes(info.value)
+    assert "shapes do not match" in text
+    assert "while calling the candidate (" in text and "broken" in text
+    assert "inputs ((48, 48) float32)" in text
+    if sys.version_info >= (3, 11):
+        assert isinstance(info.value, RuntimeError)
+
+
+def test_a_crashing_inputs_builder_says_so():
+    def bad_inputs(make):
+        raise KeyError("no such shape")
+
+    with pytest.raises(Exception) as info:
+        assert_faster_than_reference(busy(1), busy(2), bad_inputs)
+    assert "while building the inputs" in notes(info.value)
+
+
+def test_the_candidate_needing_more_memory_than_allowed_fails():
+    def wasteful(x):
+        scratch = torch.ones(4_000_000)  # 16 MB nobody needs
+        return x + scratch[:1]
+
+    def lean(x):
+        return x + 1
+
+    with pytest.raises(CheckFailed) as info:
+        assert_faster_than_reference(
+            wasteful, lean, inputs, min_speedup=0.001, max_memory_ratio=1.5, time_budget=0.5
+        )
+    message = str(info.value)
+    assert message.startswith("candidate wasteful needs too much memory: peak 15.")
+    assert "max_memory_ratio=1.5 allows at most" in message
+    assert "peak memory: reference" in message
+    # the other way round it passes, and both peaks are reported
+    result = assert_faster_than_reference(
+        lean, wasteful, inputs, min_speedup=0.001, max_memory_ratio=1.0, time_budget=0.5
+    )
+    reference_peak, candidate_peak = result.peak_memory
+    assert reference_peak >= 16_000_000 > candidate_peak
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "text"),
+    [
+        ({"min_speedup": 0}, ValueError, "min_speedup must be a positive finite number, got 0"),
+        ({"min_speedup": float("nan")}, ValueError, "min_speedup must be a positive finite"),
+        ({"min_speedup": "2"}, TypeError, "min_speedup must be a number, got '2'"),
+        ({"max_memory_ratio": -1.0}, ValueError, "max_memory_ratio must be a positive"),
+        ({"time_budget": 0}, ValueError, "time_budget must be a positive"),
+        ({"threads": 0}, ValueError, "threads must be a positive integer, got 0"),
+        ({"timer": "wall"}, ValueError, "timer must be one of host, device, got 'wall'"),
+        ({"inconclusive": "maybe"}, ValueError, "inconclusive must be one of fail, skip, warn"),
+        ({"confidence": 1.0}, ValueError, "confidence must be a float in"),
+        ({"backward": "yes"}, TypeError, "backward must be True or False"),
+    ],
+)
+def test_bad_argument_values_are_rejected_with_the_value(kwargs, error, text):
+    with pytest.raises(error, match="^" + text.replace("(", r"\(").replace(")", r"\)")):
+        assert_faster_than_reference(busy(1), busy(2), inputs, **kwargs)
+
+
+def test_a_candidate_that_is_not_callable_is_a_type_error():
+    with pytest.raises(TypeError, match="candidate must be callable, got 3"):
+        assert_faster_than_reference(3, busy(2), inputs)
+
+
+def test_backward_needs_a_floating_input():
+    def index(i):
+        return i * 2
+
+    with pytest.raises(ValueError, match="backward=True needs at least one floating-point"):
+        assert_faster_than_reference(
+            index, index, (torch.arange(4),), backward=True
+        )
+
+
+def test_backward_needs_an_output_that_requires_grad():
+    def detached(x):
+        return x.detach() * 2
+
+    with pytest.raises(ValueError, match=r"no output of the reference \(detached\) requires grad"):
+        assert_faster_than_reference(detached, detached, inputs, backward=True)
