@@ -1,0 +1,233 @@
+"""Hooks of the bundled suite: which items apply, and the table of claims.
+
+``reference_impls/conftest.py`` re-exports the hooks, so they act on the
+suite whether it runs through ``python -m reference_impls`` or plain
+``pytest reference_impls``.
+
+Every test item of the suite is about one row of the table: a pair's
+equivalence (``<pair>:equal``, or ``<pair>:caught`` for a candidate that is
+wrong on purpose), its gradcheck (``<pair>:gradcheck``) or one claim
+(``Claim.id``). The row key is attached to the item at collection, so even
+an item skipped before it runs lands in its row; what a test measured it
+adds with :func:`record`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+#: user_properties keys (values are plain JSON, so they cross xdist).
+ROW_KEY = "reference_impls_row"
+MEASURED_KEY = "reference_impls_measured"
+
+#: ``REFERENCE_IMPLS_COMPILE=1`` (or ``python -m reference_impls --compile``)
+#: runs the torch.compile pairs; they compile for minutes otherwise skipped.
+COMPILE_ENV = "REFERENCE_IMPLS_COMPILE"
+COMPILE_HINT = (
+    f"torch.compile pairs are opt-in (compiling takes a while): "
+    f"python -m reference_impls --compile, or {COMPILE_ENV}=1"
+)
+
+ROWS = pytest.StashKey[dict[str, "Row"]]()
+
+
+def compile_enabled() -> bool:
+    return os.environ.get(COMPILE_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def record(request: pytest.FixtureRequest, measured: str) -> None:
+    """Add what this test measured to its row of the claims table."""
+    request.node.user_properties.append((MEASURED_KEY, measured))
+
+
+# ------------------------------------------------------------ collection
+
+
+def _subject(params: dict[str, Any]) -> Any:
+    for key in ("claim", "pair", "fit"):
+        if key in params:
+            return key, params[key]
+    return None, None
+
+
+def row_key(item: pytest.Item) -> str | None:
+    """The table row an item belongs to, from its parametrization."""
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    key, value = _subject(params)
+    if key == "claim":
+        return str(value.id)
+    if key == "pair":
+        check = getattr(item, "originalname", item.name)
+        if "gradcheck" in check:
+            return f"{value.name}:gradcheck"
+        return f"{value.name}:{'caught' if value.expected_failure else 'equal'}"
+    return None
+
+
+def _dtypes_for(params: dict[str, Any]) -> tuple[str, ...] | None:
+    from . import FITS, PAIRS
+
+    key, value = _subject(params)
+    if key == "claim":
+        if value.dtype:
+            return (value.dtype,)
+        subject = PAIRS.get(value.subject) or FITS.get(value.subject)
+        return subject.dtypes if subject is not None else None
+    if key in ("pair", "fit"):
+        return value.dtypes
+    return None
+
+
+def _compiled(params: dict[str, Any]) -> bool:
+    from . import PAIRS
+
+    key, value = _subject(params)
+    if key == "pair":
+        return bool(value.compiled)
+    if key == "claim":
+        pair = PAIRS.get(value.subject)
+        return bool(pair and pair.compiled)
+    return False
+
+
+def modify_items(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Deselect (pair, dtype) combinations that are not meaningful; gate compiled pairs.
+
+    The suite's tests declare every dtype any pair supports; a pair that is
+    only meaningful in some of them (row sums in half precision accumulate
+    the loop's rounding, say) drops the others here, so the run shows no
+    wall of skips. The torch.compile pairs are skipped with a hint unless
+    opted in.
+    """
+    here = os.path.dirname(os.path.abspath(__file__))
+    keep: list[pytest.Item] = []
+    dropped: list[pytest.Item] = []
+    compile_on = compile_enabled()
+    for item in items:
+        if not str(item.path).startswith(here):
+            keep.append(item)
+            continue
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        dtype = params.get("dtype")
+        dtypes = _dtypes_for(params)
+        if isinstance(dtype, str) and dtypes is not None and dtype not in dtypes:
+            dropped.append(item)
+            continue
+        key = row_key(item)
+        if key is not None:
+            item.user_properties.append((ROW_KEY, key))
+        if _compiled(params) and not compile_on:
+            item.add_marker(pytest.mark.skip(reason=COMPILE_HINT))
+        keep.append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = keep
+
+
+# ------------------------------------------------------------ the table
+
+
+@dataclass
+class Row:
+    key: str
+    results: list[tuple[str, str, str, str]] = field(default_factory=list)
+    # (device, dtype, outcome, measured)
+
+
+def _device_dtype(nodeid: str) -> tuple[str, str]:
+    # "...[softmax.stable-cpu-float32]": the plugin's ids are the device and
+    # dtype names, so they are read back from the node id's last parts.
+    inside = nodeid.rsplit("[", 1)[-1].rstrip("]") if "[" in nodeid else ""
+    parts = inside.split("-")
+    device = next((p for p in parts if p.split(":")[0] in ("cpu", "cuda", "mps", "xpu")), "-")
+    dtype = next((p for p in parts if p.startswith(("float", "bfloat", "int", "complex"))), "-")
+    return device, dtype
+
+
+def _outcome(report: pytest.TestReport) -> tuple[str, str]:
+    """(result, why): why is the skip reason, or empty."""
+    if hasattr(report, "wasxfail"):
+        return ("caught" if report.skipped else "NOT CAUGHT"), ""
+    if report.passed:
+        return "verified", ""
+    if report.skipped:
+        longrepr = report.longrepr
+        reason = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
+        return "skipped", reason.removeprefix("Skipped: ")
+    return "FAILED", ""
+
+
+class ClaimTable:
+    """Collects the suite's reports and prints one line per claim and device."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.rows: dict[str, Row] = {}
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        props = dict((k, v) for k, v in report.user_properties if k == ROW_KEY)
+        if ROW_KEY not in props:
+            return
+        # One line per item: its call, or the phase that decided it.
+        if report.when == "call" or (report.when == "setup" and not report.passed):
+            pass
+        elif report.when == "teardown" and report.failed:
+            pass
+        else:
+            return
+        measured = [str(v) for k, v in report.user_properties if k == MEASURED_KEY]
+        outcome, why = _outcome(report)
+        device, dtype = _device_dtype(report.nodeid)
+        row = self.rows.setdefault(props[ROW_KEY], Row(props[ROW_KEY]))
+        row.results.append((device, dtype, outcome, "; ".join(measured) or why))
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if not self.rows:
+            return
+        terminalreporter.section("reference_impls: the guide's claims", sep="=")
+        for line in table_lines(self.rows.values()):
+            terminalreporter.write_line(line)
+
+
+HEADER = ("claim", "device", "result", "dtypes", "measured")
+
+
+def _summarize(results: list[tuple[str, str, str, str]]) -> list[tuple[str, str, str, str]]:
+    """Group one row's results by (device, outcome): dtypes joined, measurements kept."""
+    groups: dict[tuple[str, str], list[tuple[str, str]]] = {}
+    for device, dtype, outcome, measured in results:
+        groups.setdefault((device, outcome), []).append((dtype, measured))
+    out = []
+    for (device, outcome), entries in groups.items():
+        dtypes = list(dict.fromkeys(d for d, _ in entries if d != "-"))
+        measures = [(d, m) for d, m in entries if m]
+        if len({m for _, m in measures}) == 1:
+            text = measures[0][1]
+        elif len(dtypes) > 1:
+            text = " | ".join(f"{d}: {m}" for d, m in measures)
+        else:
+            text = " | ".join(m for _, m in measures)
+        out.append((device, outcome, ",".join(dtypes) or "-", text))
+    return out
+
+
+def table_lines(rows: Iterable[Row]) -> list[str]:
+    """The claims table, aligned, header first."""
+    body: list[tuple[str, ...]] = []
+    for row in rows:
+        for device, outcome, dtypes, measured in _summarize(row.results):
+            body.append((row.key, device, outcome, dtypes, measured))
+    widths = [
+        min(60, max(len(line[i]) for line in [HEADER, *body])) for i in range(len(HEADER) - 1)
+    ]
+
+    def fmt(cells: tuple[str, ...]) -> str:
+        head = "  ".join(cell.ljust(w) for cell, w in zip(cells, widths, strict=False))
+        return (head + "  " + cells[-1]).rstrip()
+
+    return [fmt(HEADER), fmt(tuple("-" * w for w in [*widths, 8])), *map(fmt, body)]

@@ -1,0 +1,220 @@
+"""The guide's claims, checked by pytest-effective-torch; generated from the registry.
+
+Every test here is parametrized over ``PAIRS``, ``FITS`` or ``CLAIMS``;
+nothing is written out per op. The plugin multiplies each over the
+selected devices and dtypes (``--device``, ``--dtype``), and the suite's
+conftest drops the dtypes a pair does not support. Run it with
+``python -m reference_impls`` for the table of claims at the end.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import torch
+
+from pytest_effective_torch import Args, CheckFailed, Maker
+from reference_impls import ALL_DTYPES, CLAIMS, FITS, PAIRS, Claim, Fit, Pair
+from reference_impls._suite import record
+
+# Every dtype any pair supports; conftest narrows each item to its pair's.
+pytestmark = pytest.mark.dtypes(*ALL_DTYPES)
+
+#: ``min_speedup`` for claims that are measured and reported, not asserted
+#: (``Claim.min_speedup is None``): any measurable speed passes.
+REPORT_ONLY = 1e-6
+
+
+def _ids(value: Any) -> str:
+    return str(getattr(value, "id", None) or value.name)
+
+
+def _claims(kind: str) -> list[Claim]:
+    return [c for c in CLAIMS if c.kind == kind]
+
+
+def _build(inputs: Any, device: torch.device, dtype: torch.dtype, seed: int) -> Args:
+    args = inputs(Maker(device, dtype, seed)) if callable(inputs) else inputs
+    return args if isinstance(args, Args) else Args(*args)
+
+
+EQUIVALENCE = [
+    pytest.param(
+        pair,
+        id=pair.name,
+        # The broadcasting trap is wrong on purpose: the check must fail.
+        marks=[pytest.mark.xfail(raises=CheckFailed, strict=True, reason=pair.note)]
+        if pair.expected_failure
+        else [],
+    )
+    for pair in PAIRS.values()
+]
+
+
+@pytest.mark.parametrize("pair", EQUIVALENCE)
+def test_same_as_reference(
+    pair: Pair,
+    device: torch.device,
+    dtype: torch.dtype,
+    assert_same_as_reference: Any,
+    request: Any,
+) -> None:
+    """Outputs and gradients of the candidate match the reference's."""
+    candidate, reference = pair.bind(device, dtype)
+    kwargs: dict[str, Any] = dict(pair.check_kwargs)
+    if pair.param_map is not None:
+        kwargs["param_map"] = dict(pair.param_map)
+    report = assert_same_as_reference(
+        candidate, reference, pair.inputs, device=device, dtype=dtype, **kwargs
+    )
+    record(request, _report_text(report))
+
+
+def _report_text(report: Any) -> str:
+    summary = getattr(report, "summary", None)
+    text = summary() if callable(summary) else str(summary or report or "")
+    return " ".join(text.split())[:100]
+
+
+@pytest.mark.parametrize(
+    "pair", [p for p in PAIRS.values() if p.expected_failure], ids=lambda p: p.name
+)
+def test_trap_is_caught_with_its_message(
+    pair: Pair,
+    device: torch.device,
+    dtype: torch.dtype,
+    assert_same_as_reference: Any,
+    request: Any,
+) -> None:
+    """The plugin rejects the wrong candidate, and its message says why."""
+    candidate, reference = pair.bind(device, dtype)
+    with pytest.raises(CheckFailed, match=pair.expected_failure) as info:
+        assert_same_as_reference(candidate, reference, pair.inputs, device=device, dtype=dtype)
+    first = next(
+        (line for line in str(info.value).splitlines() if pair.expected_failure in line), ""
+    )
+    record(request, first.strip()[:100])
+
+
+@pytest.mark.parametrize(
+    "pair",
+    [p for p in PAIRS.values() if p.differentiable and not p.expected_failure],
+    ids=lambda p: p.name,
+)
+def test_gradcheck(pair: Pair, device: torch.device, gradcheck: Any, request: Any) -> None:
+    """The candidate's gradients match finite differences (float64 copies)."""
+    candidate, _ = pair.bind(device, torch.float64)
+    gradcheck(
+        candidate,
+        pair.small_inputs or pair.inputs,
+        check_gradgrad=pair.twice_differentiable,
+    )
+    record(request, "gradgradcheck too" if pair.twice_differentiable else "first order")
+
+
+@pytest.mark.parametrize("claim", _claims("stabler"), ids=_ids)
+def test_stabler(
+    claim: Claim,
+    device: torch.device,
+    dtype: torch.dtype,
+    seed: int,
+    assert_same_as_reference: Any,
+    request: Any,
+) -> None:
+    """At the guide's hostile inputs the naive version is non-finite, the candidate exact."""
+    pair = PAIRS[claim.subject]
+    candidate, reference = pair.bind(device, dtype)
+    args = _build(claim.inputs, device, dtype, seed)
+
+    naive = reference(*args.args, **args.kwargs)
+    assert not torch.isfinite(naive).all(), f"the naive version stayed finite: {naive}"
+
+    if claim.expected_grad is not None:
+        args.args[claim.grad_arg].requires_grad_(True)
+    out = candidate(*args.args, **args.kwargs)
+    assert torch.isfinite(out).all(), f"the stable version is not finite: {out}"
+    expected = torch.tensor(claim.expected, device=device, dtype=dtype).reshape(out.shape)
+    torch.testing.assert_close(out.detach(), expected)
+    measured = f"naive {_values(naive)}, candidate {_values(out)}"
+    if claim.expected_grad is not None:
+        (grad,) = torch.autograd.grad(out.sum(), args.args[claim.grad_arg])
+        torch.testing.assert_close(
+            grad, torch.tensor(claim.expected_grad, device=device, dtype=dtype)
+        )
+        measured += f", grad {_values(grad)}"
+
+    # The plugin sees it too: the naive version as a candidate is rejected.
+    with pytest.raises(CheckFailed, match="non-finite"):
+        assert_same_as_reference(reference, candidate, claim.inputs, device=device, dtype=dtype)
+    record(request, measured + "; plugin flags naive as non-finite")
+
+
+def _values(t: torch.Tensor) -> str:
+    values = t.detach().float().flatten().tolist()
+    return "[" + ", ".join(f"{v:g}" for v in values) + "]" if t.dim() else f"{values[0]:g}"
+
+
+@pytest.mark.parametrize("claim", _claims("faster"), ids=_ids)
+def test_faster(
+    claim: Claim,
+    device: torch.device,
+    dtype: torch.dtype,
+    assert_faster_than_reference: Any,
+    request: Any,
+) -> None:
+    """The candidate is at least ``min_speedup`` times faster (or just measured)."""
+    pair = PAIRS[claim.subject]
+    candidate, reference = claim.bind(pair, device, dtype)
+    inputs = claim.inputs or pair.large_inputs or pair.inputs
+    wanted = claim.min_speedup_on(device.type)
+    result = assert_faster_than_reference(
+        candidate,
+        reference,
+        inputs,
+        min_speedup=wanted if wanted is not None else REPORT_ONLY,
+        backward=claim.backward,
+    )
+    text = result.speedup_text() + (f" (needs {wanted:g}x)" if wanted else " (reported)")
+    if pair.compiled:
+        # The first call compiles; the engine keeps it out of the rounds.
+        text += f"; first call (compile) {result.first_call[1]:.1f} s, apart"
+    record(request, text)
+
+
+@pytest.mark.parametrize("claim", _claims("less_memory"), ids=_ids)
+def test_less_memory(
+    claim: Claim,
+    device: torch.device,
+    dtype: torch.dtype,
+    assert_faster_than_reference: Any,
+    request: Any,
+) -> None:
+    """Peak memory of the candidate is at most ``max_memory_ratio`` of the reference's."""
+    pair = PAIRS[claim.subject]
+    candidate, reference = claim.bind(pair, device, dtype)
+    result = assert_faster_than_reference(
+        candidate,
+        reference,
+        claim.inputs or pair.large_inputs or pair.inputs,
+        min_speedup=REPORT_ONLY,
+        backward=claim.backward,
+        max_memory_ratio=claim.max_memory_ratio,
+    )
+    ref, cand = result.peak_memory
+    if cand is not None and ref:
+        record(
+            request,
+            f"peak {cand / 2**20:.1f} MiB vs {ref / 2**20:.1f} MiB "
+            f"({cand / ref:.2f}, needs <= {claim.max_memory_ratio:g})",
+        )
+
+
+@pytest.mark.parametrize("claim", _claims("fits"), ids=_ids)
+def test_fits(claim: Claim, device: torch.device, dtype: torch.dtype, request: Any) -> None:
+    """Training from a fixed seed recovers the coefficients within the stated tolerances."""
+    fit: Fit = FITS[claim.subject]
+    fitted = fit.run(device, dtype, 0)
+    record(request, ", ".join(f"{k}={v:.4g}" for k, v in fitted.items()))
+    misses = fit.misses(fitted)
+    assert not misses, f"{fit.name} on {device} in {dtype}: " + "; ".join(misses)
