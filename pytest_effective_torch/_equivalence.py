@@ -621,7 +621,7 @@ class _Check:
         )
         (self.report.outputs if is_output else self.report.gradients).append(f"{path} (trial {trial.number})")
         for note in verdict.notes:
-            scale = f" at input scale x{trial.scale:.3g}" if trial.scale is not None else ""
+            scale = f", at input scale x{trial.scale:.3g}" if trial.scale is not None else ""
             self.report.add_note(f"{path}: {note}{scale} (trial {trial.number}, {trial.kind})")
         if verdict.ok:
             self.report.consider(path, trial, verdict.ratio, verdict.error, verdict.allowed, verdict.rule)

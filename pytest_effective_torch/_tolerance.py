@@ -323,7 +323,11 @@ def _judge_slow(
     def same(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return (a == b) | (torch.isnan(a) & torch.isnan(b))
 
-    bad_truth = ~ft & ~(same(cc, t) | same(cc, rr))
+    # A nan truth means the reference's formula breaks down even in float64
+    # (e.g. inf/inf): any candidate value is accepted there, a finite one noted.
+    nan_truth = torch.isnan(t)
+    bad_truth = ~ft & ~nan_truth & ~(same(cc, t) | same(cc, rr))
+    rescued = nan_truth & fc
     bad_nonfinite = ft & ~fc & fr
     shared = ft & ~fc & ~fr
     stabler = ft & fc & ~fr
@@ -332,6 +336,11 @@ def _judge_slow(
             f"candidate and reference are both non-finite at {int(shared.sum())} of {n} "
             "elements where the float64 truth is finite"
         )
+    if bool(rescued.any()):
+        notes.append(
+            f"candidate stabler than reference: finite at {int(rescued.sum())} of {n} "
+            "elements where the reference gives nan even in float64"
+        )
     if bool(stabler.any()):
         notes.append(
             f"candidate stabler than reference: finite at {int(stabler.sum())} of {n} "
@@ -339,7 +348,7 @@ def _judge_slow(
         )
     for mask, kind, text in (
         (bad_nonfinite, "non-finite", "non-finite where the reference is finite"),
-        (bad_truth, "truth-non-finite", "differs from both truth and reference where the truth is non-finite"),
+        (bad_truth, "truth-non-finite", "unlike both truth and reference where the truth is infinite"),
     ):
         if bool(mask.any()):
             flat = int(mask.reshape(-1).to(torch.uint8).argmax())
