@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# The GPU check: run on a CUDA machine from the repository root.
+#
+#   bash scripts/gpu_check.sh            # writes to $OUT (or ./gpu_check_out)
+#
+# It installs the checkout without touching dependencies (the GPU image has
+# torch, pytest, pytest-benchmark and xdist but no internet), runs the plugin's
+# tests with --device=cuda, the bundled guide suite on CUDA, and the GPU
+# benchmarks, then prints a short table. Paste that table, with the machine,
+# into bench/RESULTS.md.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+out="${OUT:-gpu_check_out}"
+mkdir -p "$out"
+summary="$out/summary.md"
+: >"$summary"
+
+if ! pip install --quiet --no-deps --no-build-isolation -e . >"$out/install.log" 2>&1; then
+  echo "editable install failed (see install.log); using PYTHONPATH" | tee -a "$out/install.log"
+  export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+  PLUGIN=(-p pytest_effective_torch.plugin)
+else
+  PLUGIN=()
+fi
+
+row() { printf '| %s | %s | %s |\n' "$1" "$2" "$3" | tee -a "$summary"; }
+
+{
+  echo "# GPU check, $(date -u +%Y-%m-%dT%H:%MZ)"
+  echo
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null | sed 's/^/GPU: /'
+  python3 -c 'import torch, sys; print(f"python {sys.version.split()[0]}, torch {torch.__version__}, CUDA {torch.version.cuda}")'
+  echo
+  echo "| step | result | seconds |"
+  echo "|---|---|---|"
+} | tee -a "$summary"
+
+step() {
+  # step NAME LOGFILE COMMAND...: run, time, and summarise pytest's last line.
+  local name="$1" log="$2"
+  shift 2
+  local start end rc
+  start=$(date +%s)
+  "$@" >"$log" 2>&1
+  rc=$?
+  end=$(date +%s)
+  local last
+  last=$(grep -E '(passed|failed|error|skipped|no tests ran)' "$log" | tail -n 1 | tr -d '=' | sed 's/^ *//')
+  row "$name" "rc=$rc ${last:-see $(basename "$log")}" "$((end - start))"
+}
+
+# --- plugin tests on CUDA ----------------------------------------------------
+step "tests --device=cuda" "$out/tests_cuda.log" \
+  python3 -m pytest "${PLUGIN[@]}" tests --device=cuda -q -x -p no:cacheprovider
+step "tests --device=cuda --dtype=float32,float64,bfloat16 (engine)" "$out/tests_engine_cuda.log" \
+  python3 -m pytest "${PLUGIN[@]}" tests -k "equivalence or gradcheck or speed or timing" \
+  --device=cuda --dtype=float32,float64,bfloat16 -q -p no:cacheprovider
+
+# --- reference_impls suite on CUDA (block owned by reference_impls) ---------
+# (filled in by the reference_impls work)
+
+# --- GPU benchmarks ----------------------------------------------------------
+if [ -f bench/bench_equivalence.py ]; then
+  step "bench_equivalence --device=cuda" "$out/bench_equivalence.log" \
+    python3 bench/bench_equivalence.py --device=cuda
+fi
+
+echo
+echo "Logs in $out/. Summary:"
+cat "$summary"
