@@ -69,13 +69,15 @@ class Pair:
     dtypes: tuple[str, ...] = BASE_DTYPES
     #: the two compute bitwise-identical outputs and gradients.
     exact: bool = False
-    #: candidate parameter name -> reference parameter name (module pairs).
-    param_map: Mapping[str, str] | None = None
+    #: module pairs: candidate parameter name -> reference parameter name, or
+    #: a callable taking the reference's gradients by name and returning the
+    #: candidate's expected ones (the plugin's ``param_map=``).
+    param_map: Mapping[str, str] | Callable[[Mapping[str, Any]], Mapping[str, Any]] | None = None
     #: ``factory(device, dtype) -> (candidate, reference)`` for module pairs,
     #: with weights that make them compute the same function.
     factory: Callable[[torch.device, torch.dtype], tuple[Any, Any]] | None = None
-    #: a substring the plugin's failure message must contain when the
-    #: candidate is *meant* to be caught (the broadcasting trap).
+    #: a regular expression the plugin's failure message must match when
+    #: the candidate is *meant* to be caught (the broadcasting trap).
     expected_failure: str | None = None
     #: keyword arguments for assert_same_as_reference (tolerances, trials).
     check_kwargs: Mapping[str, Any] = field(default_factory=dict)

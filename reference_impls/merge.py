@@ -12,9 +12,9 @@ tiled copy nor the concatenation is ever stored.
 The two are equivalent when ``linear1`` holds the first ``F1`` input columns
 of the concat's weight, ``linear2`` the remaining ``F2`` and the bias is
 added once: :meth:`Merge.from_concat` does exactly that. For comparing
-gradients, :data:`PARAM_MAP` names which concat parameter each of
-:class:`Merge`'s corresponds to, and :func:`concat_grads` reassembles
-:class:`Merge`'s gradients in the concat's layout.
+gradients, :func:`param_map` gives the plugin the concat's gradients in
+:class:`Merge`'s names (``assert_same_as_reference(..., param_map=...)``),
+and :func:`concat_grads` goes the other way.
 
 Example::
 
@@ -29,7 +29,7 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -42,11 +42,11 @@ if TYPE_CHECKING:
 __all__ = [
     "CLAIMS",
     "PAIRS",
-    "PARAM_MAP",
     "ConcatMerge",
     "Merge",
     "concat_grads",
     "equivalent_modules",
+    "param_map",
 ]
 
 Activation = Callable[[torch.Tensor], torch.Tensor] | None
@@ -144,16 +144,26 @@ class Merge(torch.nn.Module):
         return merge
 
 
-#: Which :class:`ConcatMerge` parameter each :class:`Merge` parameter comes
-#: from. The weights are column blocks of ``linear.weight`` (see
-#: :func:`concat_grads`); the bias gradient of either Linear equals the
-#: concat's, since each bias is added to every output once.
-PARAM_MAP: dict[str, str] = {
-    "linear1.weight": "linear.weight",
-    "linear2.weight": "linear.weight",
-    "linear1.bias": "linear.bias",
-    "linear2.bias": "linear.bias",
-}
+def param_map(in_features1: int) -> Callable[[Mapping[str, torch.Tensor]], dict[str, torch.Tensor]]:
+    """Map :class:`ConcatMerge`'s parameter gradients onto :class:`Merge`'s names.
+
+    The plugin's ``param_map=`` accepts this callable: given the concat's
+    gradients by name, it returns what :class:`Merge`'s gradients must be.
+    ``linear1.weight``'s is the first ``in_features1`` columns of
+    ``linear.weight``'s, ``linear2.weight``'s the rest; both biases get
+    ``linear.bias``'s, since each bias is added once to every output.
+    """
+
+    def expected(grads: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        weight, bias = grads["linear.weight"], grads["linear.bias"]
+        return {
+            "linear1.weight": weight[:, :in_features1],
+            "linear2.weight": weight[:, in_features1:],
+            "linear1.bias": bias,
+            "linear2.bias": bias,
+        }
+
+    return expected
 
 
 def concat_grads(merge: Merge) -> dict[str, torch.Tensor]:
@@ -206,7 +216,7 @@ def merge_inputs(batch: int, tiles: int, f1: int, f2: int) -> Builder:
 
 #: The guide's shapes: a [5, 3, 5], b [5, 1, 6], 10 outputs.
 CHECK = merge_inputs(5, 3, 5, 6)
-SMALL = merge_inputs(2, 3, 4, 3)
+SMALL = merge_inputs(2, 3, 5, 6)
 #: Large enough that the tiled copy and the redundant matmul dominate.
 LARGE = merge_inputs(16, 256, 128, 128)
 
@@ -220,7 +230,7 @@ PAIRS: tuple[Pair, ...] = (
         small_inputs=SMALL,
         large_inputs=LARGE,
         dtypes=ALL_DTYPES,
-        param_map=PARAM_MAP,
+        param_map=param_map(5),
         factory=equivalent_modules(5, 6, 10),
         note="module pair; weights made equivalent by Merge.from_concat",
     ),
