@@ -185,7 +185,10 @@ class ClaimTable:
         row = self.rows.setdefault(props[ROW_KEY], Row(props[ROW_KEY]))
         row.results.append((device, dtype, outcome, "; ".join(measured) or why))
 
+    @pytest.hookimpl(trylast=True)
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        # trylast: after pytest-benchmark's and the plugin's tables, so the
+        # claims are the last thing on screen.
         if not self.rows:
             return
         terminalreporter.section("reference_impls: the guide's claims", sep="=")
@@ -193,7 +196,18 @@ class ClaimTable:
             terminalreporter.write_line(line)
 
 
-HEADER = ("claim", "device", "result", "dtypes", "measured")
+HEADER = ("claim", "the guide says", "device", "result", "dtypes", "measured")
+GUIDE_WIDTH = 48
+
+
+def guide_text(key: str) -> str:
+    """What the guide says for a row key (gradcheck rows are the plugin's own)."""
+    from . import CLAIMS
+
+    if key.endswith(":gradcheck"):
+        return "(gradients match finite differences)"
+    text = next((c.guide for c in CLAIMS if c.id == key), "")
+    return text if len(text) <= GUIDE_WIDTH else text[: GUIDE_WIDTH - 3] + "..."
 
 
 def _summarize(results: list[tuple[str, str, str, str]]) -> list[tuple[str, str, str, str]]:
@@ -219,8 +233,9 @@ def table_lines(rows: Iterable[Row]) -> list[str]:
     """The claims table, aligned, header first."""
     body: list[tuple[str, ...]] = []
     for row in rows:
+        guide = guide_text(row.key)
         for device, outcome, dtypes, measured in _summarize(row.results):
-            body.append((row.key, device, outcome, dtypes, measured))
+            body.append((row.key, guide, device, outcome, dtypes, measured))
     widths = [
         min(60, max(len(line[i]) for line in [HEADER, *body])) for i in range(len(HEADER) - 1)
     ]

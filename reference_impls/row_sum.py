@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from ._registry import BASE_DTYPES, Builder, Claim, Pair
+from ._registry import ALL_DTYPES, BASE_DTYPES, Builder, Claim, Pair
 
 if TYPE_CHECKING:
     from pytest_effective_torch import Maker
@@ -79,14 +79,17 @@ def _pair(name: str, candidate: Callable[..., Any], **kwargs: Any) -> Pair:
         inputs=CHECK,
         small_inputs=SMALL,
         large_inputs=LARGE,
-        dtypes=BASE_DTYPES,
         **kwargs,
     )
 
 
 PAIRS: tuple[Pair, ...] = (
-    _pair("unbind", row_sum_unbind, exact=True, note="same additions in the same order"),
-    _pair("sum", row_sum_torch),
+    # In half precision the loops' own rounding (one rounding per row added)
+    # uses most of the tolerance against the float64 truth, which says
+    # nothing about unbind versus slicing (bitwise equal anyway); torch.sum
+    # accumulates in float32 and is checked in every dtype.
+    _pair("unbind", row_sum_unbind, exact=True, dtypes=BASE_DTYPES),
+    _pair("sum", row_sum_torch, dtypes=ALL_DTYPES),
 )
 
 CLAIMS: tuple[Claim, ...] = (
