@@ -1,0 +1,241 @@
+"""The assert_faster_than_reference fixture, its options and its summary, through pytester.
+
+The compared functions differ twentyfold, so every verdict here is
+deterministic; inconclusive runs come from a budget too short for the
+minimum number of rounds.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+pytest_plugins = ["pytester"]
+
+BUSY = """
+import os
+import torch
+
+
+def busy(reps):
+    def work(x):
+        for _ in range(reps):
+            torch.mm(x, x)
+        return x
+
+    work.__qualname__ = f"mm_x{reps}"
+    return work
+
+
+def inputs(make):
+    return (make(48, 48),)
+"""
+
+
+def make_tests(pytester: pytest.Pytester, body: str) -> None:
+    pytester.makepyfile(test_mine=BUSY + body)
+
+
+def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
+    # Without hypothesis's plugin an inner run does not re-import (and
+    # assertion-rewrite) hypothesis's modules: seconds per run saved.
+    return pytester.runpytest("-p", "no:hypothesispytest", *args)
+
+
+FAST_AND_SLOW = """
+def test_fast(assert_faster_than_reference):
+    assert_faster_than_reference(busy(1), busy(20), inputs, min_speedup=2)
+
+
+def test_slow(assert_faster_than_reference):
+    assert_faster_than_reference(busy(20), busy(1), inputs, min_speedup=2)
+"""
+
+
+def test_it_passes_a_fast_candidate_and_fails_a_slow_one_with_a_rerun_line(pytester):
+    make_tests(pytester, FAST_AND_SLOW)
+    result = run(pytester)
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*CheckFailed: candidate mm_x20 is not 2x faster than reference mm_x1: speedup *",
+            "*rerun: pytest 'test_mine.py::test_slow[[]cpu-float32[]]' --effective-torch-seed=0*",
+        ]
+    )
+
+
+def test_it_prints_a_summary_table_of_every_verdict(pytester):
+    make_tests(pytester, FAST_AND_SLOW)
+    result = run(pytester)
+    result.stdout.fnmatch_lines(
+        [
+            "*- effective-torch speed verdicts -*",
+            "test*device*dtype*reference*candidate*speedup [[]interval[]]*verdict",
+            "test_mine.py::test_fast[[]cpu-float32[]]*cpu*float32*us*us*x [[]*, *[]]*pass (min 2x)",
+            "test_mine.py::test_slow[[]cpu-float32[]]*cpu*float32*us*us*x [[]*, *[]]*fail (min 2x)",
+            "times: median per call over interleaved rounds; verdict from host time*",
+        ]
+    )
+
+
+def test_the_fixture_runs_on_each_selected_dtype(pytester):
+    make_tests(pytester, FAST_AND_SLOW.split("def test_slow")[0])
+    result = run(pytester, "--dtype=float32,float64", "-v")
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(["*test_fast[[]cpu-float64[]]*cpu*float64*pass*"])
+
+
+def test_benchmark_disable_runs_each_side_once_and_skips_the_verdict(pytester):
+    make_tests(
+        pytester,
+        """
+calls = []
+
+
+def counted(fn):
+    def wrapper(x):
+        calls.append(fn.__qualname__)
+        return fn(x)
+    return wrapper
+
+
+def test_fast(assert_faster_than_reference):
+    assert_faster_than_reference(counted(busy(1)), counted(busy(20)), inputs, min_speedup=2)
+
+
+def test_each_side_ran_once():
+    assert sorted(calls) == ["mm_x1", "mm_x20"]
+""",
+    )
+    result = run(pytester, "--benchmark-disable", "-rs")
+    result.assert_outcomes(passed=1, skipped=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*test_fast*skipped (min 2x)",
+            "benchmarks are disabled (--benchmark-disable)",
+            "SKIPPED*speed verdict skipped: benchmarks are disabled (--benchmark-disable); "
+            "candidate and reference each ran once",
+        ]
+    )
+
+
+def test_benchmark_skip_skips_speed_tests_and_benchmark_only_selects_them(pytester):
+    make_tests(
+        pytester,
+        FAST_AND_SLOW.split("def test_slow")[0]
+        + """
+def test_plain():
+    pass
+""",
+    )
+    run(pytester, "--benchmark-skip").assert_outcomes(passed=1, skipped=1)
+    run(pytester, "--benchmark-only").assert_outcomes(passed=1, skipped=1)
+
+
+def test_a_short_budget_is_inconclusive_and_the_option_turns_it_into_a_skip(pytester):
+    make_tests(
+        pytester,
+        """
+import time
+
+
+def nap(x):
+    time.sleep(0.03)  # longer than the whole budget: no round can finish in time
+
+
+def test_same(assert_faster_than_reference):
+    assert_faster_than_reference(nap, nap, inputs, min_speedup=1.0)
+""",
+    )
+    failed = run(pytester, "--effective-torch-time-budget=0.05")
+    failed.assert_outcomes(failed=1)
+    failed.stdout.fnmatch_lines(
+        ["*CheckFailed: inconclusive: after * rounds, too few rounds to decide whether nap is*"]
+    )
+    skipped = run(pytester,
+        "--effective-torch-time-budget=0.05", "--effective-torch-inconclusive=skip", "-rs"
+    )
+    skipped.assert_outcomes(skipped=1)
+    skipped.stdout.fnmatch_lines(["*inconclusive (skipped)*", "SKIPPED*inconclusive: after *"])
+
+
+def test_the_threads_option_is_applied_and_reported(pytester):
+    make_tests(
+        pytester,
+        """
+def test_fast(assert_faster_than_reference):
+    before = torch.get_num_threads()
+    result = assert_faster_than_reference(busy(1), busy(20), inputs, min_speedup=2)
+    assert result.threads == 2
+    assert torch.get_num_threads() == before
+""",
+    )
+    run(pytester, "--effective-torch-threads=2").assert_outcomes(passed=1)
+
+
+def test_two_unnamed_comparisons_in_one_test_are_an_error_that_says_what_to_do(pytester):
+    make_tests(
+        pytester,
+        """
+def test_twice(assert_faster_than_reference):
+    assert_faster_than_reference(busy(1), busy(20), inputs, min_speedup=2)
+    assert_faster_than_reference(busy(1), busy(20), inputs, min_speedup=2)
+""",
+    )
+    result = run(pytester)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*ValueError: assert_faster_than_reference was already called in this test with "
+            "no name=; each comparison in one test needs its own name= (stored as "
+            "'<test>::<name>' in pytest-benchmark), or parametrize the test"
+        ]
+    )
+
+
+def test_named_comparisons_are_each_stored_under_their_own_name(pytester):
+    make_tests(
+        pytester,
+        """
+def test_two(assert_faster_than_reference):
+    assert_faster_than_reference(busy(1), busy(20), inputs, min_speedup=2, name="small")
+    assert_faster_than_reference(busy(2), busy(40), inputs, min_speedup=2, name="large")
+""",
+    )
+    result = run(pytester, "--benchmark-json=out.json")
+    result.assert_outcomes(passed=1)
+    import json
+
+    saved = json.loads((pytester.path / "out.json").read_text())
+    names = sorted(b["fullname"] for b in saved["benchmarks"])
+    assert names == [
+        "test_mine.py::test_two[cpu-float32]::large",
+        "test_mine.py::test_two[cpu-float32]::small",
+    ]
+
+
+def test_using_the_plain_benchmark_fixture_too_is_a_clear_error(pytester):
+    make_tests(
+        pytester,
+        """
+def test_both(benchmark, assert_faster_than_reference):
+    benchmark(lambda: None)
+    assert_faster_than_reference(busy(1), busy(20), inputs, min_speedup=2)
+""",
+    )
+    result = run(pytester)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*ValueError: this test already used the benchmark fixture*"])
+
+
+def test_under_xdist_verdicts_still_run_and_the_summary_says_storage_was_off(pytester):
+    pytest.importorskip("xdist")
+    make_tests(pytester, FAST_AND_SLOW)
+    result = pytester.runpytest_subprocess("-n", "2", "-p", "no:hypothesispytest")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*CheckFailed: candidate mm_x20 is not 2x faster*",
+            "*test_fast*pass (min 2x)*",
+            "pytest-benchmark storage off: pytest-benchmark is disabled under pytest-xdist",
+        ]
+    )
