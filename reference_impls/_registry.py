@@ -168,7 +168,9 @@ class Claim:
     devices: tuple[str, ...] = ()
     #: dtype the claim is made in, where one is (speed and memory claims).
     dtype: str | None = None
-    #: for module pairs whose claim needs other sizes than ``Pair.factory``.
+    #: ``(device, dtype) -> (candidate, reference)`` when the claim compares
+    #: something else than the pair itself (other module sizes, or a
+    #: compiled function against its own eager version).
     factory: Callable[[torch.device, torch.dtype], tuple[Any, Any]] | None = None
     note: str = ""
 

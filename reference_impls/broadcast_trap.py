@@ -82,6 +82,6 @@ CLAIMS: tuple[Claim, ...] = (
     Claim(
         "broadcast_trap.sum_all",
         "caught",
-        "sum(a + b) gives 12, not [5, 7]; the shape gives it away",
+        "sum(a + b) is 12, not [5, 7]; shape tells",
     ),
 )

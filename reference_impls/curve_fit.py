@@ -177,6 +177,6 @@ FITS: tuple[Fit, ...] = (
 
 CLAIMS: tuple[Claim, ...] = (
     Claim("curve_fit.polynomial", "fits", "Adam recovers 5 x^2 + 3"),
-    Claim("curve_fit.linear_net", "fits", "SGD recovers slope 5, intercept 3 (+0.15 noise mean)"),
+    Claim("curve_fit.linear_net", "fits", "SGD finds slope 5, intercept 3 (+0.15 noise)"),
     Claim("curve_fit.linear_nn", "fits", "nn.Linear(1, 1) fits the same line"),
 )

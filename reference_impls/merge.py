@@ -240,7 +240,7 @@ PAIRS: tuple[Pair, ...] = (
 LARGE_FACTORY = equivalent_modules(128, 128, 128)
 
 CLAIMS: tuple[Claim, ...] = (
-    Claim("merge.broadcast", "equal", "two Linears + broadcast add equal tile + concat + Linear"),
+    Claim("merge.broadcast", "equal", "2 Linears + broadcast = tile + concat + Linear"),
     Claim(
         "merge.broadcast",
         "faster",
