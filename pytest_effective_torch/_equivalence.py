@@ -22,7 +22,14 @@ from ._compare import Leaf, as_tensor, exact_problem, index_leaves, pair
 from ._errors import CheckFailed, with_context
 from ._inputs import Args, Inputs, Maker, as_args, build, derive_seed, is_builder
 from ._report import EquivalenceReport, Problem, describe_tensor, failure_message, value_problem
-from ._tolerance import Scratch, Tolerance, assert_close_defaults, bounds_for, judge
+from ._tolerance import (
+    GRADIENT_NOISE,
+    Scratch,
+    Tolerance,
+    assert_close_defaults,
+    bounds_for,
+    judge,
+)
 from ._trials import Trial
 
 if TYPE_CHECKING:
@@ -605,11 +612,18 @@ class _Check:
         problems: list[Problem],
         *,
         is_output: bool,
+        grad_scale: Callable[[], float] | None = None,
     ) -> None:
         import torch
 
         t = t.to(torch.complex128 if (t.dtype.is_complex or c.dtype.is_complex) else torch.float64)
         bounds = bounds_for(c.dtype, self.dtype)
+        noise_floor = None
+        if grad_scale is not None:
+            scale = grad_scale
+
+            def noise_floor() -> float:
+                return GRADIENT_NOISE * bounds.eps * scale()
         verdict = judge(
             c,
             r,
@@ -618,6 +632,7 @@ class _Check:
             tolerance=self.tolerance,
             user_defaults=assert_close_defaults(c.dtype if c.dtype.is_floating_point or c.dtype.is_complex else self.dtype),
             scratch=self.scratch,
+            noise_floor=noise_floor,
         )
         (self.report.outputs if is_output else self.report.gradients).append(f"{path} (trial {trial.number})")
         for note in verdict.notes:
@@ -688,8 +703,25 @@ class _Check:
             g_t = g_r
             truth_params = ref_params
 
+        cache: list[float] = []
+
+        def grad_scale() -> float:
+            # rms(cotangent) * max|output|, over outputs: the size of what the
+            # backward pass pushes around, hence of its rounding noise.
+            if not cache:
+                scale = 0.0
+                for leaf, cot in zip(float_leaves, cots, strict=True):
+                    y = truth_index.get(leaf.path, leaf.reference)
+                    y = y.detach() if isinstance(y, torch.Tensor) else leaf.reference.detach()
+                    finite = y[torch.isfinite(y)]
+                    peak = float(finite.abs().max()) if finite.numel() else 0.0
+                    rms = float(cot.double().abs().pow(2).mean().sqrt()) if cot.numel() else 0.0
+                    scale = max(scale, rms * peak)
+                cache.append(scale)
+            return cache[0]
+
         for (path, _), gc, gr, gt in zip(inputs_c, g_c[:n_in], g_r[:n_in], g_t[:n_in], strict=False):
-            self._judge_grad(f"grad of {path}", gc, gr, gt, trial, problems)
+            self._judge_grad(f"grad of {path}", gc, gr, gt, trial, problems, grad_scale)
 
         # Parameters, through the parameter map.
         if cand_params or ref_params:
@@ -699,10 +731,20 @@ class _Check:
                 dict(zip([n for n, _ in cand_params], g_c[n_in:], strict=False)),
                 dict(zip([n for n, _ in ref_params], g_r[len(inputs_r):], strict=False)),
                 dict(zip([n for n, _ in truth_params], g_t[len(inputs_r):], strict=False)),
+                grad_scale,
             )
         return problems
 
-    def _judge_grad(self, path: str, gc: Any, gr: Any, gt: Any, trial: Trial, problems: list[Problem]) -> None:
+    def _judge_grad(
+        self,
+        path: str,
+        gc: Any,
+        gr: Any,
+        gt: Any,
+        trial: Trial,
+        problems: list[Problem],
+        grad_scale: Callable[[], float] | None = None,
+    ) -> None:
         if gc is None and gr is None:
             return
         if (gc is None) != (gr is None):
@@ -722,7 +764,7 @@ class _Check:
         problems += structure
         if structure:
             return
-        self._judge(path, gc, gr, gt if gt is not None else gr, trial, problems, is_output=False)
+        self._judge(path, gc, gr, gt if gt is not None else gr, trial, problems, is_output=False, grad_scale=grad_scale)
 
     def _param_grads(
         self,
@@ -731,6 +773,7 @@ class _Check:
         cand: dict[str, Any],
         ref: dict[str, Any],
         truth: dict[str, Any],
+        grad_scale: Callable[[], float],
     ) -> None:
         import torch
 
@@ -766,7 +809,9 @@ class _Check:
         for name in cand:
             if name not in expected:
                 continue
-            self._judge_grad(f"grad of parameter {name}", cand[name], expected[name], expected_truth.get(name), trial, problems)
+            self._judge_grad(
+                f"grad of parameter {name}", cand[name], expected[name], expected_truth.get(name), trial, problems, grad_scale
+            )
         self.report.parameter_gradients_compared = True
         missing = [n for n in cand if n not in expected]
         if missing:

@@ -23,6 +23,12 @@ The reference term lets a candidate be as inexact as the reference itself is
 in the working dtype (4x), so an inherently ill-conditioned op does not make
 correct code fail.
 
+Gradients also get an absolute floor of ``64 * eps * max_k(rms(v_k) * max|y_k|)``
+(``v_k`` the cotangent pushed into output ``y_k``): the rounding noise of
+pushing the cotangent through outputs of that size. Without it a correct
+rewrite fails wherever the true gradient cancels to (nearly) zero, as a
+saturated softmax's does; a wrong gradient of ordinary size is far above it.
+
 Non-finite values: where the truth is finite the candidate must be finite
 unless the reference is non-finite there too (then both share the
 limitation, which is noted); where only the reference is non-finite the
@@ -39,7 +45,8 @@ until one scalar decides; per-element work happens only on failure.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -47,6 +54,8 @@ if TYPE_CHECKING:
 
 #: How many times the reference's own error the candidate may have.
 KAPPA = 4.0
+#: Gradient noise floor, in units of eps * rms(cotangent) * max|output|.
+GRADIENT_NOISE = 64.0
 NORMWISE_EXPONENT = 2.0 / 3.0
 ELEMENTWISE_EXPONENT = 0.5
 
@@ -207,8 +216,12 @@ def judge(
     tolerance: Tolerance,
     user_defaults: tuple[float, float],
     scratch: Scratch | None = None,
+    noise_floor: Callable[[], float] | None = None,
 ) -> Verdict:
     """Judge candidate ``c`` against truth ``t``, with reference ``r`` as a yardstick.
+
+    ``noise_floor`` (gradients only) returns an absolute error every element
+    may have; it is computed only when the strict rules fail.
 
     ``c`` and ``r`` have the same shape, dtype and device (checked before);
     ``t`` has their shape and a float64/complex128 dtype.
@@ -242,6 +255,11 @@ def judge(
         s = nt / math.sqrt(n)
         allowed_n = max(bounds.normwise * nt, bounds.floor * math.sqrt(n))
         allowed_e = bounds.elementwise * s + bounds.floor
+        if not (nc <= allowed_n and mc <= allowed_e) and noise_floor is not None:
+            bounds = replace(bounds, floor=max(bounds.floor, noise_floor()))
+            noise_floor = None
+            allowed_n = max(bounds.normwise * nt, bounds.floor * math.sqrt(n))
+            allowed_e = bounds.elementwise * s + bounds.floor
         if nc <= allowed_n and mc <= allowed_e:
             ratio = max(nc / allowed_n, mc / allowed_e)
             rel = nc / nt if nt else nc
@@ -252,6 +270,8 @@ def judge(
                 allowed=allowed_n / nt if nt else allowed_n,
                 rule="normwise relative",
             )
+    if noise_floor is not None:
+        bounds = replace(bounds, floor=max(bounds.floor, noise_floor()))
     return _judge_slow(c, r, t, d, bounds, tolerance, user_defaults)
 
 
