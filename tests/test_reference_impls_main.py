@@ -1,0 +1,123 @@
+"""``python -m reference_impls``: argument pass-through, item selection, the claims table."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import reference_impls
+from reference_impls import __main__ as main_module
+from reference_impls._suite import COMPILE_ENV, Row, table_lines
+
+SUITE = Path(reference_impls.__file__).resolve().parent / "test_claims.py"
+
+
+def run_main(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    environ = {
+        k: v for k, v in os.environ.items() if not k.startswith(("EFFECTIVE_TORCH_", COMPILE_ENV))
+    }
+    environ.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "reference_impls", "-p", "no:cacheprovider", *args],
+        capture_output=True,
+        text=True,
+        env=environ,
+        timeout=300,
+    )
+
+
+def test_pytest_args_put_the_suite_first_and_pass_everything_else_through():
+    args, compile_on = main_module.pytest_args(["--device=cuda", "-k", "softmax", "-x"])
+    assert args[0] == str(SUITE)
+    assert args[-4:] == ["--device=cuda", "-k", "softmax", "-x"]
+    assert compile_on is False
+
+
+def test_compile_flag_is_taken_out_of_pytests_arguments():
+    args, compile_on = main_module.pytest_args(["--compile", "-q"])
+    assert compile_on is True
+    assert "--compile" not in args and args[-1] == "-q"
+
+
+def test_help_describes_the_main_job_without_running_pytest(capsys):
+    assert main_module.main(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert "usage: python -m reference_impls [--compile]" in out
+    assert "--device=cuda" in out
+
+
+@pytest.fixture(scope="module")
+def main_run() -> subprocess.CompletedProcess[str]:
+    """One run of the main job over a small selection (each run costs seconds)."""
+    return run_main(
+        "-k",
+        "(softmax and stabler) or (row_sum and faster) or (compiled_loop and same_as_reference)",
+        "--device=cpu",
+        "--dtype=float64,float32",
+        "--benchmark-disable",
+        "-v",
+        "-rs",
+    )
+
+
+def table_row(result: subprocess.CompletedProcess[str], key: str) -> str:
+    table = result.stdout.split("reference_impls: the guide's claims")[1]
+    return next(row for row in table.splitlines() if row.startswith(key))
+
+
+def test_main_job_passes_arguments_through_and_prints_the_claims_table(main_run):
+    assert main_run.returncode == 0, main_run.stdout + main_run.stderr
+    out = main_run.stdout
+    assert "devices: cpu [command line]" in out
+    assert "test_stabler[cpu-float64-softmax.stable:stabler] PASSED" in out
+    table = out.split("reference_impls: the guide's claims")[1]
+    assert table.splitlines()[1].split()[:3] == ["claim", "the", "guide"]
+    line = table_row(main_run, "softmax.stable:stabler")
+    assert "verified" in line and "float64,float32" in line  # in --dtype order
+    assert "naive [nan, 0], candidate [1, 0]" in line
+
+
+def test_speed_claims_skip_instead_of_failing_when_benchmarks_are_disabled(main_run):
+    line = table_row(main_run, "row_sum.sum:faster")
+    assert "skipped" in line and "benchmarks are disabled" in line
+
+
+def test_compiled_pairs_are_skipped_with_how_to_opt_in(main_run):
+    line = table_row(main_run, "batch_gather.compiled_loop:equal")
+    assert "skipped" in line and "opt-in: python -m reference_impls --compile" in line
+
+
+def test_main_job_drops_dtypes_a_pair_does_not_support():
+    result = run_main("--collect-only", "-q")
+    assert result.returncode == 0, result.stdout + result.stderr
+    ids = result.stdout.splitlines()
+    assert any("row_sum.sum" in i and "float16" in i for i in ids)
+    assert not any("row_sum.unbind" in i and "float16" in i for i in ids)
+    assert "deselected" in result.stdout
+
+
+def test_table_groups_dtypes_per_device_and_outcome():
+    row = Row("softmax.stable:equal")
+    row.results += [
+        ("cpu", "float32", "verified", "worst 1%"),
+        ("cpu", "float64", "verified", "worst 0%"),
+        ("cpu", "float16", "FAILED", ""),
+    ]
+    lines = table_lines([row])
+    assert lines[0].split() == [
+        "claim",
+        "the",
+        "guide",
+        "says",
+        "device",
+        "result",
+        "dtypes",
+        "measured",
+    ]
+    verified = next(line for line in lines if "verified" in line)
+    assert "float32,float64" in verified and "float32: worst 1% | float64: worst 0%" in verified
+    assert any("FAILED" in line and "float16" in line for line in lines)
