@@ -115,15 +115,19 @@ def _numerical_jacobian(f: Callable[..., tuple[Any, ...]], xs: list[Any], i: int
     x = xs[i]
     flat = x.detach().view(-1)
     columns: list[list[Any]] = []
-    with torch.no_grad():
-        for k in range(flat.numel()):
-            orig = flat[k].item()
-            flat[k] = orig + eps
-            plus = [o.detach().reshape(-1).clone() for o in f(*xs)]
-            flat[k] = orig - eps
-            minus = [o.detach().reshape(-1).clone() for o in f(*xs)]
-            flat[k] = orig
-            columns.append([(p - m) / (2 * eps) for p, m in zip(plus, minus, strict=False)])
+    def poke(k: int, value: float) -> None:
+        with torch.no_grad():  # in-place on a leaf that requires grad
+            flat[k] = value
+
+    # f itself runs with grad enabled: for second derivatives f calls autograd.
+    for k in range(flat.numel()):
+        orig = flat[k].item()
+        poke(k, orig + eps)
+        plus = [o.detach().reshape(-1).clone() for o in f(*xs)]
+        poke(k, orig - eps)
+        minus = [o.detach().reshape(-1).clone() for o in f(*xs)]
+        poke(k, orig)
+        columns.append([(p - m) / (2 * eps) for p, m in zip(plus, minus, strict=False)])
     n_out = len(columns[0]) if columns else 0
     return [torch.stack([col[j] for col in columns], dim=1) if columns else None for j in range(n_out)]
 
