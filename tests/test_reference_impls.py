@@ -226,7 +226,9 @@ def test_a_merge_with_a_wrong_weight_split_is_caught_through_the_parameter_map()
 
 @pytest.mark.parametrize("model", [LinearNet, LinearNetNN])
 def test_linear_fit_lands_on_least_squares_and_an_intercept_near_3_15(model):
-    fitted = fit_linear(model, "cpu", torch.float64, seed=0)
+    # Fewer, larger steps than the registered fit (the suite runs that one):
+    # the same minimum, reached in a fifth of the time.
+    fitted = fit_linear(model, "cpu", torch.float64, seed=0, steps=2000, lr=0.05)
     # Same draws as fit_linear: the model's two initial numbers come first.
     gen = torch.Generator().manual_seed(0)
     model(gen)
