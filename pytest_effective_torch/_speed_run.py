@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 #: Seconds one block of calls should last (well above timer resolution and
 #: loop overhead, short enough for many rounds in the budget).
-BLOCK_SECONDS = 1e-3
+BLOCK_SECONDS = 2e-4
 #: Share of the time budget that warm-up may take.
 WARMUP_SHARE = 0.02
 WARMUP_CALLS = 3
