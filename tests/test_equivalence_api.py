@@ -196,7 +196,7 @@ def test_a_wrong_parameter_gradient_is_named_by_parameter():
 
         @staticmethod
         def backward(ctx, grad):
-            x, w = ctx.saved_tensors
+            _, w = ctx.saved_tensors
             return grad * w, grad  # grad of w should be grad * x
 
     class Candidate(torch.nn.Module):
