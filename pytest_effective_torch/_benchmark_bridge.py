@@ -87,9 +87,7 @@ def _stats_dict(times: Sequence[float]) -> dict[str, Any]:
     stats = Stats()
     for value in times:
         stats.update(value)
-    out = stats.as_dict() if stats else {}
-    out["data"] = list(times)
-    return out
+    return stats.as_dict() if stats else {}
 
 
 def extra_info(result: SpeedResult) -> dict[str, Any]:

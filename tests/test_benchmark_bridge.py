@@ -171,3 +171,16 @@ def test_mm(benchmark):
     result.assert_outcomes(passed=1)
     saved = json.loads((pytester.path / "plain.json").read_text())
     assert saved["benchmarks"][0]["options"]["timer"] == "synchronized_timer"
+
+
+def test_timing_under_xdist_is_serialized_per_device_by_a_file_lock():
+    from filelock import FileLock
+
+    from pytest_effective_torch._benchmark_bridge import device_lock
+
+    lock = device_lock("cuda:1")
+    assert isinstance(lock, FileLock)
+    assert lock.lock_file.endswith("cuda-1.lock")
+    assert device_lock("cuda:1").lock_file == lock.lock_file != device_lock("cpu").lock_file
+    with lock:
+        assert lock.is_locked
