@@ -201,6 +201,21 @@ def _cotangent(like: torch.Tensor, seed: int) -> torch.Tensor:
     return block.repeat(reps)[:n].reshape(like.shape)
 
 
+def _seed_rng(seed: int, device: torch.device) -> None:
+    """Seed the generators ``device`` draws from (CPU always).
+
+    torch.manual_seed would also queue lazy seeding of every accelerator
+    backend, capturing a stack trace each time: a third of a small check.
+    """
+    import torch
+
+    torch.random.default_generator.manual_seed(seed)
+    if device.type == "cuda":
+        torch.cuda.manual_seed(seed)
+    elif device.type == "mps":
+        torch.mps.manual_seed(seed)
+
+
 # ------------------------------------------------------------------ sides
 
 
@@ -414,9 +429,8 @@ class _Check:
 
     def _call(self, side: _Side, args: Args, rng_seed: int, trial: Trial, total: int) -> Any:
         __tracebackhide__ = True
-        import torch
 
-        torch.manual_seed(rng_seed)
+        _seed_rng(rng_seed, self.truth_device if side.name == "truth" else self.device)
         try:
             return side.fn(*args.args, **args.kwargs)
         except Exception as exc:

@@ -130,7 +130,10 @@ class Maker:
         call_seed = derive_seed(self.seed, "make", self.calls)
         self.calls += 1
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(call_seed)
+            # Only the CPU generator draws here; torch.manual_seed would also
+            # queue lazy CUDA/XPU seeding (a stack capture per call, and a
+            # CUDA seed changed outside fork_rng).
+            torch.random.default_generator.manual_seed(call_seed)
             tensor = make_tensor(
                 size,
                 dtype=dtype,
