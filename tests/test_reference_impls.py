@@ -325,3 +325,13 @@ def test_a_user_can_reuse_a_pair_in_their_own_check():
 
     report = assert_same_as_reference(my_softmax, pair.candidate, pair.inputs, dtype=torch.float64)
     assert report.trials
+
+
+def test_the_readmes_gather_through_torch_gather_matches_the_loop_pair():
+    pair = PAIRS["batch_gather.native"]
+
+    def my_gather(tensor, indices):
+        index = indices.reshape(-1, 1, *[1] * (tensor.dim() - 2))
+        return tensor.gather(1, index.expand(-1, 1, *tensor.shape[2:])).squeeze(1)
+
+    assert_same_as_reference(my_gather, pair.reference, pair.inputs, dtype=torch.float64)
