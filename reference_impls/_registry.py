@@ -144,7 +144,7 @@ class Claim:
       ``grad_arg`` equals ``expected_grad``).
     - ``faster``: the candidate is at least ``min_speedup`` times faster on
       ``inputs`` (``per_device`` overrides it per device type, e.g. cuda);
-      ``min_speedup=None`` measures and reports without a verdict.
+      ``None`` (either way) measures and reports without a verdict.
     - ``less_memory``: peak memory of the candidate is at most
       ``max_memory_ratio`` of the reference's.
     - ``fits``: the fit recovers its targets.
@@ -156,7 +156,7 @@ class Claim:
     guide: str
     inputs: Builder | None = None
     min_speedup: float | None = None
-    per_device: Mapping[str, float] = field(default_factory=dict)
+    per_device: Mapping[str, float | None] = field(default_factory=dict)
     max_memory_ratio: float | None = None
     #: time (or measure memory of) forward plus backward.
     backward: bool = False

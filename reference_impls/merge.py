@@ -247,6 +247,9 @@ CLAIMS: tuple[Claim, ...] = (
         "broadcasting is more efficient than tiling",
         inputs=LARGE,
         min_speedup=1.2,
+        # Sized for a CPU run; on a GPU both sides are a few launch-bound
+        # kernels at this size, so there it is measured, not asserted.
+        per_device={"cuda": None},
         dtype="float32",
         factory=LARGE_FACTORY,
     ),

@@ -335,3 +335,13 @@ def test_the_readmes_gather_through_torch_gather_matches_the_loop_pair():
         return tensor.gather(1, index.expand(-1, 1, *tensor.shape[2:])).squeeze(1)
 
     assert_same_as_reference(my_gather, pair.reference, pair.inputs, dtype=torch.float64)
+
+
+def test_bandwidth_counts_bytes_moved_by_gather_and_copy():
+    from reference_impls.bandwidth import main, measure
+
+    gather, copy = measure("cpu", batch=64, n=4, width=8)
+    assert gather.nbytes == 2 * 64 * 8 * 4 + 64 * 8  # read + write the rows, read int64 indices
+    assert copy.nbytes == 2 * 64 * 4 * 8 * 4
+    assert gather.bytes_per_second > 0 and copy.bytes_per_second > 0
+    assert main(["--device=cpu", "--scale=0.001"]) == 0
