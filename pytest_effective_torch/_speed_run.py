@@ -13,23 +13,23 @@ import math
 import statistics
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from . import _stats
 from ._errors import with_context
 from ._inputs import Args, Inputs, Maker, build
 from ._speed import SpeedOptions, SpeedResult, _name
 
-if TYPE_CHECKING:
-    import torch  # noqa: F401
-
-
-#: Seconds one block of calls should last (well above timer resolution and
-#: loop overhead, short enough for many rounds in the budget).
+#: Seconds one block of calls should last: far above the timer's resolution
+#: and the loop's overhead, yet short, so that on a busy machine a preemption
+#: hits few blocks (outliers the trimmed mean drops) rather than most of them.
+#: 1 ms blocks left verdicts inconclusive with the second core busy; 0.2 ms
+#: did not (bench/RESULTS.md).
 BLOCK_SECONDS = 2e-4
 #: Share of the time budget that warm-up may take.
 WARMUP_SHARE = 0.02
 WARMUP_CALLS = 3
+
 
 def _first_device(args: Args) -> Any:
     import torch
