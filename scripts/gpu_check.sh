@@ -57,7 +57,28 @@ step "tests --device=cuda --dtype=float32,float64,bfloat16 (engine)" "$out/tests
   --device=cuda --dtype=float32,float64,bfloat16 -q -p no:cacheprovider
 
 # --- reference_impls suite on CUDA (block owned by reference_impls) ---------
-# (filled in by the reference_impls work)
+# The main job on CUDA: every claim, speed verdicts included; its claims table
+# (speed rows with the measured speedups) goes into the summary. Then the
+# large vectorized gather's bandwidth against the device's copy bandwidth.
+step "python -m reference_impls --device=cuda" "$out/reference_impls_cuda.log" \
+  python3 -m reference_impls "${PLUGIN[@]}" --device=cuda -p no:cacheprovider
+{
+  echo
+  echo "reference_impls claims on CUDA (speed and memory rows):"
+  echo '```'
+  sed -n "/reference_impls: the guide's claims/,\$p" "$out/reference_impls_cuda.log" |
+    grep -E '^(claim|-----)|:faster|:less_memory' || echo "(no claims table; see reference_impls_cuda.log)"
+  echo '```'
+} | tee -a "$summary"
+step "reference_impls.bandwidth --device=cuda" "$out/reference_impls_bandwidth.log" \
+  python3 -m reference_impls.bandwidth --device=cuda
+{
+  echo
+  echo '```'
+  cat "$out/reference_impls_bandwidth.log"
+  echo '```'
+} | tee -a "$summary"
+# --- end of the reference_impls block ---------------------------------------
 
 # --- GPU benchmarks ----------------------------------------------------------
 if [ -f bench/bench_equivalence.py ]; then
