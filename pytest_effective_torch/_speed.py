@@ -27,7 +27,6 @@ INCONCLUSIVE_POLICIES = ("fail", "skip", "warn")
 TIMERS = ("host", "device")
 
 
-
 @dataclass(frozen=True)
 class SpeedResult:
     """What one speed comparison measured and decided.
@@ -36,6 +35,15 @@ class SpeedResult:
     verdict used (``timer``); on CUDA both timers are kept. ``speedup`` is
     reference time over candidate time, estimated from the paired rounds,
     with its ``interval`` at ``confidence``.
+
+    ``verdict`` is ``pass``, ``fail``, ``inconclusive`` or ``skipped``
+    (``--benchmark-disable``); ``rounds`` and ``calls_per_round``
+    (reference, candidate) say how much was measured in ``elapsed`` seconds;
+    ``first_call`` (reference, candidate) holds the first calls' seconds,
+    kept out of the rounds; ``peak_memory`` (reference, candidate) is in
+    bytes, None where not measured; ``threads`` is the pinned CPU thread
+    count; ``reference_times`` and ``candidate_times`` are the per-round
+    times per call.
 
     >>> result = assert_faster_than_reference(fast, slow, (x,))  # doctest: +SKIP
     >>> result.speedup, result.interval  # doctest: +SKIP
@@ -70,7 +78,6 @@ class SpeedResult:
     reference_times: tuple[float, ...] = field(default=(), repr=False)
     candidate_times: tuple[float, ...] = field(default=(), repr=False)
     budget: float = 0.0
-    note: str = ""
 
     @property
     def passed(self) -> bool:
