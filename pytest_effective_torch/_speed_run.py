@@ -29,6 +29,8 @@ BLOCK_SECONDS = 2e-4
 #: Share of the time budget that warm-up may take.
 WARMUP_SHARE = 0.02
 WARMUP_CALLS = 3
+#: Share of the budget after which warm-up stops even before WARMUP_CALLS.
+WARMUP_CAP = 0.1
 
 
 def _first_device(args: Args) -> Any:
@@ -144,7 +146,7 @@ def _first_call(
 def _warm_up(
     calls: dict[str, Callable[[], Any]], device: Any, budget: float
 ) -> dict[str, float]:
-    """Alternate calls until both sides ran WARMUP_CALLS times and the warm-up share passed.
+    """Alternate calls until both sides ran WARMUP_CALLS times and WARMUP_SHARE passed.
 
     Returns each side's fastest warm call (seconds), used to size the blocks.
     """
@@ -160,7 +162,7 @@ def _warm_up(
         spent = time.perf_counter() - start
         if count >= WARMUP_CALLS and spent >= WARMUP_SHARE * budget:
             break
-        if spent >= 0.25 * budget:
+        if spent >= WARMUP_CAP * budget:  # slow functions: keep the budget for rounds
             break
     return best
 
