@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 ROW_KEY = "effective_torch_speed"
 ROWS = pytest.StashKey[list[dict[str, Any]]]()
 REGRESSIONS = pytest.StashKey[list[str]]()
+PROBLEMS = pytest.StashKey[list[str]]()
 
 HEADER = ("test", "device", "dtype", "reference", "candidate", "speedup [interval]", "verdict")
 
@@ -129,10 +130,10 @@ def check_regressions(session: pytest.Session, settings: Settings) -> None:
     messages = config.stash.setdefault(REGRESSIONS, [])
     saved = saved_speedups(config)
     if saved is None:
-        messages.append(
+        config.stash[PROBLEMS] = [
             "--effective-torch-max-speedup-drop needs a saved run to compare with: "
             "add --benchmark-compare[=NUM|_ID]"
-        )
+        ]
         session.exitstatus = pytest.ExitCode.USAGE_ERROR
         return
     for row in config.stash.get(ROWS, []):
@@ -153,7 +154,8 @@ def write(terminalreporter: Any, config: pytest.Config) -> None:
     """The "effective-torch speed" section of the terminal summary."""
     rows = config.stash.get(ROWS, [])
     regressions = config.stash.get(REGRESSIONS, [])
-    if not rows and not regressions:
+    problems = config.stash.get(PROBLEMS, [])
+    if not rows and not regressions and not problems:
         return
     tr = terminalreporter
     tr.section("effective-torch speed verdicts", sep="-")
@@ -170,4 +172,6 @@ def write(terminalreporter: Any, config: pytest.Config) -> None:
         for note in notes:
             tr.write_line(f"pytest-benchmark {note}" if note.startswith("storage") else note)
     for message in regressions:
-        tr.write_line(f"SPEEDUP REGRESSION: {message}" if "needs a saved run" not in message else message, red=True)
+        tr.write_line(f"SPEEDUP REGRESSION: {message}", red=True)
+    for message in problems:
+        tr.write_line(message, red=True)
