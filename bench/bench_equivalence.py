@@ -1,0 +1,153 @@
+"""What one default assert_same_as_reference costs, against the calls it has to make.
+
+For each case it times (1 pinned thread, CPU unless --device):
+
+* the whole default check (input generation, copies, runs, comparisons);
+* the forward and backward calls that check has to make, alone: candidate
+  and reference in the working dtype and the reference on float64 copies,
+  once per trial, on inputs and cotangents prepared outside the clock;
+
+and prints the ratio, the bookkeeping time (check minus calls) and that time
+in "passes": how many fp32 clones of the largest tensor it equals.
+
+    python bench/bench_equivalence.py [--quick] [--device cpu]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from pytest_effective_torch import assert_same_as_reference
+from pytest_effective_torch._inputs import Maker, derive_seed
+from pytest_effective_torch._trials import plan
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(fn: Callable[[], Any], device: torch.device, repeats: int) -> float:
+    """Median seconds of ``repeats`` synchronized calls (after one warm-up)."""
+    fn()
+    sync(device)
+    samples = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        sync(device)
+        samples.append(time.perf_counter() - start)
+    return statistics.median(samples)
+
+
+def calls_alone(
+    candidate: Callable[..., Any],
+    reference: Callable[..., Any],
+    shapes: list[tuple[int, ...]],
+    device: torch.device,
+    dtype: torch.dtype,
+    n_trials: int,
+) -> Callable[[], None]:
+    """The forward+backward calls of one check, on prepared inputs."""
+    prepared = []
+    for i in range(n_trials):
+        make = Maker(device, dtype, derive_seed(0, "bench", i))
+        xs = [make(*s) for s in shapes]
+        x64 = [x.double() for x in xs]
+        for x in (*xs, *x64):
+            x.requires_grad_(True)
+        with torch.no_grad():
+            out = reference(*xs)
+        cot = torch.rand_like(out)
+        prepared.append((xs, x64, cot, cot.double()))
+
+    def run() -> None:
+        for xs, x64, cot, cot64 in prepared:
+            for fn, args, v in ((candidate, xs, cot), (reference, xs, cot), (reference, x64, cot64)):
+                out = fn(*args)
+                torch.autograd.grad(out, args, v)
+
+    return run
+
+
+def one_pass(shape: tuple[int, ...], device: torch.device) -> float:
+    x = torch.rand(shape, device=device)
+    return timed(lambda: x.clone(), device, 5)
+
+
+def case(
+    name: str,
+    candidate: Callable[..., Any],
+    reference: Callable[..., Any],
+    shapes: list[tuple[int, ...]],
+    device: torch.device,
+    repeats: int,
+    target: str,
+) -> dict[str, Any]:
+    dtype = torch.float32
+
+    def inputs(make: Maker) -> tuple[torch.Tensor, ...]:
+        return tuple(make(*s) for s in shapes)
+
+    elements = sum(torch.Size(s).numel() for s in shapes)
+    n_trials = len(plan(0, builder=True, trials=3, dtype=dtype, input_elements=elements))
+    check = timed(lambda: assert_same_as_reference(candidate, reference, inputs, device=device), device, repeats)
+    calls = timed(calls_alone(candidate, reference, shapes, device, dtype, n_trials), device, repeats)
+    largest = max(shapes, key=lambda s: torch.Size(s).numel())
+    per_pass = one_pass(largest, device)
+    extra = max(check - calls, 0.0)
+    return {
+        "case": name,
+        "trials": n_trials,
+        "check ms": check * 1e3,
+        "calls ms": calls * 1e3,
+        "ratio": check / calls,
+        "bookkeeping ms": extra * 1e3,
+        "~passes/trial": extra / per_pass / n_trials,
+        "target": target,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--quick", action="store_true", help="skip the large cases")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    torch.set_num_threads(1)
+
+    def softmax(x: torch.Tensor) -> torch.Tensor:
+        e = torch.exp(x - x.amax(-1, keepdim=True))
+        return e / e.sum(-1, keepdim=True)
+
+    def torch_softmax(x: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(x, -1)
+
+    rows = [
+        case("softmax 64x100", softmax, torch_softmax, [(64, 100)], device, 51, "check <= 15 ms"),
+    ]
+    if not args.quick:
+        rows.append(
+            case("matmul 2048x2048", torch.matmul, lambda a, b: a @ b, [(2048, 2048), (2048, 2048)], device, 1, "ratio <= 1.5")
+        )
+        rows.append(
+            case("softmax 4096x4096", softmax, torch_softmax, [(4096, 4096)], device, 2, "ratio <= 3")
+        )
+
+    print(f"torch {torch.__version__}, device {device}, threads {torch.get_num_threads()}")
+    header = list(rows[0])
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
+    for row in rows:
+        cells = [f"{v:.3g}" if isinstance(v, float) else str(v) for v in row.values()]
+        print("| " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main()
