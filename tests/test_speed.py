@@ -175,7 +175,7 @@ def test_the_candidate_needing_more_memory_than_allowed_fails():
 
     with pytest.raises(CheckFailed) as info:
         assert_faster_than_reference(
-            wasteful, lean, inputs, min_speedup=0.001, max_memory_ratio=1.5, time_budget=0.5
+            wasteful, lean, inputs, min_speedup=1e-6, max_memory_ratio=1.5, time_budget=0.5
         )
     message = str(info.value)
     assert message.startswith("candidate wasteful needs too much memory: peak 15.")
@@ -183,7 +183,7 @@ def test_the_candidate_needing_more_memory_than_allowed_fails():
     assert "peak memory: reference" in message
     # the other way round it passes, and both peaks are reported
     result = assert_faster_than_reference(
-        lean, wasteful, inputs, min_speedup=0.001, max_memory_ratio=1.0, time_budget=0.5
+        lean, wasteful, inputs, min_speedup=1e-6, max_memory_ratio=1.0, time_budget=0.5
     )
     reference_peak, candidate_peak = result.peak_memory
     assert reference_peak >= 16_000_000 > candidate_peak
