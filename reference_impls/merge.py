@@ -19,7 +19,7 @@ and :func:`concat_grads` goes the other way.
 Example::
 
     >>> import torch
-    >>> torch.manual_seed(0) and None
+    >>> _ = torch.manual_seed(0)
     >>> concat = ConcatMerge(5, 6, 10, activation=torch.relu)
     >>> merge = Merge.from_concat(concat)
     >>> a, b = torch.rand(5, 3, 5), torch.rand(5, 1, 6)

@@ -345,3 +345,11 @@ def test_bandwidth_counts_bytes_moved_by_gather_and_copy():
     assert copy.nbytes == 2 * 64 * 4 * 8 * 4
     assert gather.bytes_per_second > 0 and copy.bytes_per_second > 0
     assert main(["--device=cpu", "--scale=0.001"]) == 0
+
+
+@pytest.mark.parametrize("module", reference_impls.TOPICS, ids=lambda m: m.__name__)
+def test_the_topic_modules_docstring_examples_run(module):
+    import doctest
+
+    result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.failed == 0 and result.attempted > 0
