@@ -96,7 +96,7 @@ class Worst:
     def __str__(self) -> str:
         return (
             f"{self.path} in trial {self.trial}: {self.rule} error {self.error:.3g} "
-            f"vs allowed {self.allowed:.3g} ({100 * self.ratio:.3g}% of the allowance)"
+            f"vs allowed {self.allowed:.3g}; the closest rule used {100 * self.ratio:.3g}% of its allowance"
         )
 
 

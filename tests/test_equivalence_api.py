@@ -62,7 +62,7 @@ def test_the_report_says_what_was_checked_and_how_close_it_came():
     assert text.startswith(
         "6 trials (random x3, layout, large, small); 6 output and 6 gradient comparisons against the float64 truth"
     )
-    assert "worst: " in text and "% of the allowance" in text
+    assert "worst: " in text and "% of its allowance" in text
     assert report.outputs[0] == "output (trial 1)"
     assert report.gradients[0] == "grad of input 0 (trial 1)"
 
