@@ -312,3 +312,30 @@ def test_keyword_inputs_via_args_reach_both_sides():
         return x - torch.logsumexp(x, dim, keepdim=True)
 
     assert_same_as_reference(candidate, reference, lambda make: Args(make(4, 6), dim=1))
+
+
+# --- a reference that disagrees with its own float64 run ---------------------------------
+
+
+def dropout_drawing_per_dtype(x):
+    if x.dtype == torch.float64:
+        torch.rand(7)  # draws differently in float64, as a dtype-specific kernel may
+    return torch.nn.functional.dropout(x, 0.5, training=True)
+
+
+def test_when_the_truth_disagrees_with_the_reference_a_match_with_the_reference_passes_with_a_note():
+    report = assert_same_as_reference(
+        lambda x: torch.nn.functional.dropout(x * 1.0, 0.5, training=True),
+        dropout_drawing_per_dtype,
+        lambda make: (make(6, 10),),
+    )
+    assert any("far beyond rounding" in n and "matched the reference in float32" in n for n in report.notes)
+
+
+def test_and_its_error_then_excuses_nothing():
+    with pytest.raises(CheckFailed, match="the candidate matched neither"):
+        assert_same_as_reference(
+            lambda x: torch.nn.functional.dropout(x * 1.2, 0.5, training=True),
+            dropout_drawing_per_dtype,
+            lambda make: (make(6, 10),),
+        )
