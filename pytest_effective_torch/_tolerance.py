@@ -261,7 +261,11 @@ def judge(
         if nc <= limit:
             return nc
         if not max_error:
-            max_error.append(float(_norm(d, math.inf)))
+            if d.dtype.is_complex:
+                max_error.append(float(_norm(d, math.inf)))
+            else:  # aminmax is a vectorized single pass; the inf-norm is 3x slower
+                low, high = torch.aminmax(d)
+                max_error.append(max(-float(low), float(high)))
         return max_error[0]
 
     if all_finite:
