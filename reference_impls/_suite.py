@@ -120,6 +120,11 @@ def modify_items(config: pytest.Config, items: list[pytest.Item]) -> None:
             item.user_properties.append((ROW_KEY, key))
         if _compiled(params) and not compile_on:
             item.add_marker(pytest.mark.skip(reason=COMPILE_HINT))
+        claim, device = params.get("claim"), params.get("device")
+        if claim is not None and claim.devices and isinstance(device, str):
+            if device.split(":")[0] not in claim.devices:
+                reason = f"the guide makes this claim for {', '.join(claim.devices)} only"
+                item.add_marker(pytest.mark.skip(reason=reason))
         keep.append(item)
     if dropped:
         config.hook.pytest_deselected(items=dropped)
@@ -156,7 +161,9 @@ def _outcome(report: pytest.TestReport) -> tuple[str, str]:
         longrepr = report.longrepr
         reason = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
         return "skipped", reason.removeprefix("Skipped: ")
-    return "FAILED", ""
+    crash = getattr(getattr(report, "longrepr", None), "reprcrash", None)
+    message = str(getattr(crash, "message", "") or "").splitlines()
+    return "FAILED", (message[0][:100] if message else "")
 
 
 class ClaimTable:
@@ -167,22 +174,20 @@ class ClaimTable:
         self.rows: dict[str, Row] = {}
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        props = dict((k, v) for k, v in report.user_properties if k == ROW_KEY)
-        if ROW_KEY not in props:
-            return
-        # One line per item: its call, or the phase that decided it.
-        if report.when == "call" or (report.when == "setup" and not report.passed):
-            pass
-        elif report.when == "teardown" and report.failed:
-            pass
-        else:
+        key = next((v for k, v in report.user_properties if k == ROW_KEY), None)
+        # One line per item: its call phase, or the phase that decided it
+        # (a skip or error in setup, an error in teardown).
+        decided = report.when == "call" or (report.when != "call" and not report.passed)
+        if key is None or not decided:
             return
         measured = [str(v) for k, v in report.user_properties if k == MEASURED_KEY]
         outcome, why = _outcome(report)
-        if outcome == "verified" and props[ROW_KEY].endswith(":caught"):
+        if outcome == "verified" and key.endswith(":caught"):
             outcome = "caught"  # the test asserting the failure message passed
         device, dtype = _device_dtype(report.nodeid)
-        row = self.rows.setdefault(props[ROW_KEY], Row(props[ROW_KEY]))
+        row = self.rows.setdefault(key, Row(key))
+        if outcome == "FAILED":
+            measured = [why]  # what went wrong says more than partial numbers
         row.results.append((device, dtype, outcome, "; ".join(measured) or why))
 
     @pytest.hookimpl(trylast=True)

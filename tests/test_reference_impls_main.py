@@ -11,7 +11,7 @@ import pytest
 
 import reference_impls
 from reference_impls import __main__ as main_module
-from reference_impls._suite import COMPILE_ENV, Row, table_lines
+from reference_impls._suite import COMPILE_ENV, MEASURED_KEY, ROW_KEY, ClaimTable, Row, table_lines
 
 SUITE = Path(reference_impls.__file__).resolve().parent / "test_claims.py"
 
@@ -129,3 +129,35 @@ def test_table_groups_dtypes_per_device_and_outcome():
     verified = next(line for line in lines if "verified" in line)
     assert "float32,float64" in verified and "float32: worst 1% | float64: worst 0%" in verified
     assert any("FAILED" in line and "float16" in line for line in lines)
+
+
+def _report(outcome: str, when: str = "call", longrepr: object = None) -> pytest.TestReport:
+    return pytest.TestReport(
+        nodeid="reference_impls/test_claims.py::test_faster[cpu-float32-row_sum.sum:faster]",
+        location=("reference_impls/test_claims.py", 1, "test_faster"),
+        keywords={},
+        outcome=outcome,
+        longrepr=longrepr,
+        when=when,
+        user_properties=[
+            (ROW_KEY, "row_sum.sum:faster"),
+            (MEASURED_KEY, "3x [2x, 4x] (needs 50x)"),
+        ],
+    )
+
+
+def test_a_failed_claim_shows_what_went_wrong_in_the_table():
+    class Crash:
+        message = "CheckFailed: fail: speedup 3x [2x, 4x] is below 50x\nmore lines"
+
+    class Longrepr:
+        reprcrash = Crash()
+
+    table = ClaimTable(config=None)  # type: ignore[arg-type]
+    table.pytest_runtest_logreport(_report("passed", when="setup"))
+    table.pytest_runtest_logreport(_report("failed", longrepr=Longrepr()))
+    table.pytest_runtest_logreport(_report("passed", when="teardown"))
+    (row,) = table.rows.values()
+    assert row.results == [
+        ("cpu", "float32", "FAILED", "CheckFailed: fail: speedup 3x [2x, 4x] is below 50x")
+    ]
