@@ -4,6 +4,9 @@ Topic modules describe their ops with these records; ``reference_impls``
 collects them into ``PAIRS``, ``FITS`` and ``CLAIMS``. The suite in
 ``test_claims.py`` is generated from those three, so adding a pair or a claim
 here adds its tests.
+
+Records are frozen and compare by identity (``eq=False``): they hold
+callables and dicts, and one registry entry is one thing.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ ClaimKind = Literal["equal", "caught", "stabler", "faster", "less_memory", "fits
 CLAIM_KINDS: tuple[str, ...] = ("equal", "caught", "stabler", "faster", "less_memory", "fits")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Pair:
     """A slow, obviously-correct ``reference`` and a fast ``candidate``.
 
@@ -100,7 +103,7 @@ class Pair:
         return self.name
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Fit:
     """A training run that should recover known coefficients.
 
@@ -128,7 +131,7 @@ class Fit:
         return self.name
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Claim:
     """Something the guide says about a pair or a fit, as checkable data.
 
