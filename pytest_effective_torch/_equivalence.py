@@ -193,7 +193,7 @@ def _cotangent(like: torch.Tensor, seed: int) -> torch.Tensor:
 
     n = like.numel()
     gen = torch.Generator(device="cpu").manual_seed(seed)
-    block = torch.rand(min(n, _COTANGENT_PERIOD), generator=gen, dtype=torch.float64) * 2 - 1
+    block = torch.empty(min(n, _COTANGENT_PERIOD)).uniform_(-1, 1, generator=gen)
     block = block.to(device=like.device, dtype=like.dtype if _is_float(like) else torch.float32)
     if n <= _COTANGENT_PERIOD:
         return block.reshape(like.shape)
