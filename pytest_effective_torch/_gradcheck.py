@@ -272,7 +272,7 @@ def gradcheck(
     except Exception as exc:
         raise with_context(exc, f"effective-torch: while building the gradcheck inputs (seed={seed})\n{rerun}") from None
     memo: dict[int, Any] = {}
-    from ._equivalence import _map_tensors
+    from ._copies import _map_tensors
 
     args = Args(*(_map_tensors(a, to64, memo) for a in as_args(raw).args))
     args.kwargs = {k: _map_tensors(v, to64, memo) for k, v in as_args(raw).kwargs.items()}

@@ -1,0 +1,200 @@
+"""Gradients: the same seeded cotangent through all three sides, judged like outputs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from ._compare import Leaf, pair
+from ._copies import _cotangent, _input_tensors
+from ._errors import with_context
+from ._inputs import Args, derive_seed
+from ._report import Problem
+from ._trials import Trial
+
+if TYPE_CHECKING:
+    import torch
+
+
+class GradientsMixin:
+    """The gradient half of the engine's check (mixed into ``_Check``)."""
+
+    cand: Any
+    ref: Any
+    truth: Any
+    param_map: Any
+    report: Any
+    _context: Callable[..., str]
+    _judge: Callable[..., None]
+
+
+    def _gradients(
+        self,
+        trial: Trial,
+        total: int,
+        leaves: list[Leaf],
+        truth_index: dict[str, Any],
+        cand_args: Args,
+        ref_args: Args,
+        truth_args: Args | None,
+    ) -> list[Problem]:
+        import torch
+
+        problems: list[Problem] = []
+        float_leaves = [
+            leaf
+            for leaf in leaves
+            if leaf.kind == "float"
+            and isinstance(leaf.reference, torch.Tensor)
+            and not leaf.path.endswith("after the call")
+        ]
+        if not float_leaves:
+            return problems
+        cots = [_cotangent(leaf.reference, derive_seed(trial.seed, "cotangent", k)) for k, leaf in enumerate(float_leaves)]
+        inputs_c = [(p, t) for _, p, t in _input_tensors(cand_args) if t.requires_grad]
+        inputs_r = [(p, t) for _, p, t in _input_tensors(ref_args) if t.requires_grad]
+
+        def grads(side: str, outs: list[Any], ins: list[torch.Tensor], dtype_cast: torch.dtype | None, args: Args | None) -> list[Any]:
+            pairs = [
+                (o, g if dtype_cast is None else g.to(device=o.device, dtype=o.dtype))
+                for o, g in zip(outs, cots, strict=False)
+                if isinstance(o, torch.Tensor) and o.requires_grad
+            ]
+            if not pairs or not ins:
+                return [None] * len(ins)
+            try:
+                return list(
+                    torch.autograd.grad(
+                        [o for o, _ in pairs], ins, [g for _, g in pairs], allow_unused=True
+                    )
+                )
+            except Exception as exc:
+                raise with_context(exc, self._context(f"computing gradients of the {side} (backward)", trial, total, args)) from None
+
+        cand_params = self.cand.params
+        ref_params = self.ref.params
+        g_c = grads("candidate", [leaf.candidate for leaf in float_leaves], [t for _, t in inputs_c] + [p for _, p in cand_params], None, cand_args)
+        g_r = grads("reference", [leaf.reference for leaf in float_leaves], [t for _, t in inputs_r] + [p for _, p in ref_params], None, ref_args)
+        n_in = len(inputs_c)
+        if self.truth is not None and truth_index and truth_args is not None:
+            inputs_t = [t for _, _, t in _input_tensors(truth_args) if t.requires_grad]
+            truth_outs = [truth_index.get(leaf.path) for leaf in float_leaves]
+            g_t = grads("reference on float64 copies", truth_outs, inputs_t + [p for _, p in self.truth.params], torch.float64, truth_args)
+            truth_params = self.truth.params
+        else:
+            g_t = g_r
+            truth_params = ref_params
+
+        cache: list[float] = []
+
+        def grad_scale() -> float:
+            # rms(cotangent) * max|output|, over outputs: the size of what the
+            # backward pass pushes around, hence of its rounding noise.
+            if not cache:
+                scale = 0.0
+                for leaf, cot in zip(float_leaves, cots, strict=True):
+                    y = truth_index.get(leaf.path, leaf.reference)
+                    y = y.detach() if isinstance(y, torch.Tensor) else leaf.reference.detach()
+                    finite = y[torch.isfinite(y)]
+                    peak = float(finite.abs().max()) if finite.numel() else 0.0
+                    rms = float(cot.double().abs().pow(2).mean().sqrt()) if cot.numel() else 0.0
+                    scale = max(scale, rms * peak)
+                cache.append(scale)
+            return cache[0]
+
+        for (path, _), gc, gr, gt in zip(inputs_c, g_c[:n_in], g_r[:n_in], g_t[:n_in], strict=False):
+            self._judge_grad(f"grad of {path}", gc, gr, gt, trial, problems, grad_scale)
+
+        # Parameters, through the parameter map.
+        if cand_params or ref_params:
+            self._param_grads(
+                trial,
+                problems,
+                dict(zip([n for n, _ in cand_params], g_c[n_in:], strict=False)),
+                dict(zip([n for n, _ in ref_params], g_r[len(inputs_r):], strict=False)),
+                dict(zip([n for n, _ in truth_params], g_t[len(inputs_r):], strict=False)),
+                grad_scale,
+            )
+        return problems
+
+    def _judge_grad(
+        self,
+        path: str,
+        gc: Any,
+        gr: Any,
+        gt: Any,
+        trial: Trial,
+        problems: list[Problem],
+        grad_scale: Callable[[], float] | None = None,
+    ) -> None:
+        if gc is None and gr is None:
+            return
+        if (gc is None) != (gr is None):
+            side, other = ("candidate", "reference") if gc is None else ("reference", "candidate")
+            problems.append(
+                Problem(
+                    path,
+                    [
+                        f"gradient is None for the {side} but not for the {other}: the {side}'s "
+                        "outputs do not depend on it through autograd (detached, computed under "
+                        "no_grad, or not used)",
+                    ],
+                )
+            )
+            return
+        _, structure = pair(gc, gr, path)
+        problems += structure
+        if structure:
+            return
+        self._judge(path, gc, gr, gt if gt is not None else gr, trial, problems, is_output=False, grad_scale=grad_scale)
+
+    def _param_grads(
+        self,
+        trial: Trial,
+        problems: list[Problem],
+        cand: dict[str, Any],
+        ref: dict[str, Any],
+        truth: dict[str, Any],
+        grad_scale: Callable[[], float],
+    ) -> None:
+        import torch
+
+        if not cand or not ref:
+            which = "candidate" if not cand else "reference"
+            self.report.add_note(f"parameter gradients not compared: the {which} has no parameters")
+            return
+        if self.param_map is None:
+            if set(cand) != set(ref):
+                self.report.add_note(
+                    "parameter gradients not compared: candidate and reference name their parameters "
+                    "differently; pass param_map= (candidate name -> reference name, or a callable)"
+                )
+                return
+            expected, expected_truth = ref, truth
+        elif isinstance(self.param_map, Mapping):
+            unknown_c = [k for k in self.param_map if k not in cand]
+            unknown_r = [v for v in self.param_map.values() if v not in ref]
+            if unknown_c or unknown_r:
+                raise ValueError(
+                    f"param_map names unknown parameters: candidate {unknown_c}, reference {unknown_r}; "
+                    f"candidate has {sorted(cand)}, reference has {sorted(ref)}"
+                )
+            expected = {c: ref[r] for c, r in self.param_map.items()}
+            expected_truth = {c: truth.get(r) for c, r in self.param_map.items()}
+        else:
+            with torch.no_grad():
+                expected = dict(self.param_map(ref))
+                expected_truth = dict(self.param_map(truth)) if truth is not ref else expected
+            unknown = [k for k in expected if k not in cand]
+            if unknown:
+                raise ValueError(f"param_map returned unknown candidate parameters {unknown}; candidate has {sorted(cand)}")
+        for name in cand:
+            if name not in expected:
+                continue
+            self._judge_grad(
+                f"grad of parameter {name}", cand[name], expected[name], expected_truth.get(name), trial, problems, grad_scale
+            )
+        self.report.parameter_gradients_compared = True
+        missing = [n for n in cand if n not in expected]
+        if missing:
+            self.report.add_note(f"parameter gradients not compared for {missing} (not in param_map)")
