@@ -137,7 +137,8 @@ class GradientsMixin:
                     [
                         f"gradient is None for the {side} but not for the {other}: the {side}'s "
                         "outputs do not depend on it through autograd (detached, computed under "
-                        "no_grad, or not used)",
+                        "no_grad, or not used)"
+                        + ("; pass check_grad=False if the reference is not meant to be differentiable" if side == "reference" else ""),
                     ],
                 )
             )
