@@ -59,13 +59,11 @@ class ReferenceNotDtypeGeneric(UserWarning):
 
 @dataclass
 class _Side:
-    """One of candidate / reference / truth: its callable, module and last outputs."""
+    """One of candidate / reference / truth: its callable, its module copy and parameters."""
 
     name: str
     fn: Callable[..., Any]
     module: Any = None
-    output: Any = None
-    args: Args | None = None
     params: list[tuple[str, torch.Tensor]] = field(default_factory=list)
 
 
@@ -93,6 +91,8 @@ def _module_params(module: Any) -> list[tuple[str, torch.Tensor]]:
 
 
 class _Check(GradientsMixin):
+    """One call of assert_same_as_reference: validated arguments, copies of the callables, the trials."""
+
     def __init__(
         self,
         candidate: Any,
