@@ -159,7 +159,7 @@ def failure_message(
     lines = [
         f"candidate differs from reference: {len(problems)} {what} in "
         f"{trial.describe(total_trials)}"
-        + (f" ({passed_before} earlier trial{'s' if passed_before != 1 else ''} passed)" if passed_before else ""),
+        + (f"; {passed_before} earlier trial{'s' if passed_before != 1 else ''} passed" if passed_before else ""),
         f"  inputs: {inputs_line}",
     ]
     lines += [problem.render() for problem in problems]

@@ -54,7 +54,12 @@ class Trial:
             "small": "small magnitude",
         }[self.kind]
         of = f" of {total}" if total else ""
-        scale = f", inputs scaled x{self.scale:.3g}" if self.scale is not None else ""
+        scale = (
+            f", inputs scaled x{self.scale:.3g} (|x| up to {_DEFAULT_HIGH * self.scale:.3g} "
+            "unless the builder fixed low/high)"
+            if self.scale is not None
+            else ""
+        )
         seed = f"seed={self.seed}, " if self.kind != "given" else ""
         return f"trial {self.number}{of} ({label}): {seed}layout {self.layout}{scale}"
 
