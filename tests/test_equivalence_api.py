@@ -339,3 +339,22 @@ def test_and_its_error_then_excuses_nothing():
             dropout_drawing_per_dtype,
             lambda make: (make(6, 10),),
         )
+
+
+def test_the_number_of_random_trials_is_configurable():
+    report = assert_same_as_reference(torch.sin, torch.sin, lambda make: (make(3),), trials=1)
+    assert report.kinds == ["random", "layout", "large", "small"]
+
+
+def test_complex_outputs_and_gradients_are_judged_too():
+    def dft(x):
+        n = x.shape[-1]
+        k = torch.arange(n)
+        w = torch.exp(-2j * torch.pi * k[:, None] * k[None, :] / n).to(x.dtype)
+        return x @ w.T
+
+    inputs = lambda make: (make(4, 16, dtype=torch.complex64),)  # noqa: E731
+    report = assert_same_as_reference(dft, torch.fft.fft, inputs)
+    assert report.truth.startswith("float64")
+    with pytest.raises(CheckFailed, match="elements differ"):
+        assert_same_as_reference(lambda x: dft(x).conj(), torch.fft.fft, inputs)
