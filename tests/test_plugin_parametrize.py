@@ -113,6 +113,23 @@ def test_devices_marker_skips_with_what_is_needed_and_selected(pytester: pytest.
     result.assert_outcomes(passed=1, skipped=1)
 
 
+def test_a_devices_marker_for_missing_hardware_skips_with_dtype_too(pytester: pytest.Pytester) -> None:
+    # The placeholder param for an unselected device must not be probed for
+    # its capabilities (that would initialise CUDA on a machine without it).
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.devices("cuda")
+        def test_gpu_only(device, dtype):
+            pass
+        """
+    )
+    result = pytester.runpytest("-v", "--dtype=bfloat16")
+    result.stdout.fnmatch_lines(["*test_gpu_only[[]cuda-bfloat16[]] SKIPPED*"])
+    result.assert_outcomes(skipped=1)
+
+
 def test_a_bad_devices_marker_is_reported(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
         """
