@@ -256,3 +256,27 @@ def sys_executable() -> str:
     import sys
 
     return sys.executable
+
+
+def test_every_public_name_resolves_and_loading_the_plugin_skips_the_engines(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(
+        check="""
+        import sys
+        import pytest_effective_torch.plugin
+        import pytest_effective_torch as pet
+        engines = [m for m in sys.modules if m.startswith("pytest_effective_torch._")
+                   and m.split(".")[-1] in ("_engine", "_speed", "_gradcheck", "_stats")]
+        assert not engines, engines
+        assert sorted(pet.__all__) == sorted(pet._LAZY)
+        for name in pet.__all__:
+            getattr(pet, name)
+        from pytest_effective_torch import assert_same_as_reference, gradcheck, CheckFailed
+        assert issubclass(CheckFailed, AssertionError)
+        print("public API ok")
+        """
+    )
+    result = pytester.run(sys_executable(), "check.py")
+    assert result.ret == 0, result.stderr.str()
+    result.stdout.fnmatch_lines(["public API ok"])
