@@ -131,3 +131,56 @@ def _seed_rng(seed: int, device: torch.device) -> None:
 
 def _arg_value(args: Args, key: int | str) -> Any:
     return args.args[key] if isinstance(key, int) else args.kwargs[key]
+
+
+_PLAIN = (int, float, complex, str, bytes, bool, type(None))
+
+
+def _skeleton(obj: Any) -> Any:
+    """What a caller would see change in a container argument: its items, keys and plain values.
+
+    Tensors count by identity (their values are compared separately), plain
+    values (numbers, strings, None) by value, other objects by identity.
+    """
+    import torch
+
+    if isinstance(obj, torch.Tensor):
+        return ("tensor", id(obj))
+    if isinstance(obj, (tuple, list)):
+        return (type(obj), tuple(_skeleton(o) for o in obj))
+    if isinstance(obj, dict):
+        return (type(obj), tuple((k, _skeleton(v)) for k, v in obj.items()))
+    if isinstance(obj, _PLAIN):
+        return ("value", type(obj), obj)
+    return ("object", id(obj))
+
+
+def _skeleton_change(before: Any, after: Any, path: str) -> str | None:
+    """How an argument's containers changed between two :func:`_skeleton` snapshots, or None."""
+    if before == after:
+        return None
+    kind_b, kind_a = before[0], after[0]
+    if isinstance(kind_b, type) and kind_b is kind_a:
+        name = kind_b.__name__
+        if issubclass(kind_b, dict):
+            keys_b, keys_a = [k for k, _ in before[1]], [k for k, _ in after[1]]
+            gained = [k for k in keys_a if k not in keys_b]
+            lost = [k for k in keys_b if k not in keys_a]
+            if gained or lost:
+                parts = ([f"gained keys {gained}"] if gained else []) + ([f"lost keys {lost}"] if lost else [])
+                return f"{name} {' and '.join(parts)}"
+            items_a = dict(after[1])
+            for k, v in before[1]:
+                change = _skeleton_change(v, items_a[k], f"{path}[{k!r}]")
+                if change:
+                    return change
+            return f"{path}: keys reordered"
+        if len(before[1]) != len(after[1]):
+            return f"{name} had {len(before[1])} items, now {len(after[1])}"
+        for i, (b, a) in enumerate(zip(before[1], after[1], strict=True)):
+            change = _skeleton_change(b, a, f"{path}[{i}]")
+            if change:
+                return change
+    if before[0] == "value" and after[0] == "value":
+        return f"{path} was {before[2]!r}, now {after[2]!r}"
+    return f"{path} was replaced by another object"

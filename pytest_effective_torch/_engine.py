@@ -30,6 +30,8 @@ from ._copies import (
     _map_args,
     _same_values,
     _seed_rng,
+    _skeleton,
+    _skeleton_change,
     _to_truth_dtype,
 )
 from ._errors import CheckFailed, with_context
@@ -85,6 +87,14 @@ def _module_params(module: Any) -> list[tuple[str, torch.Tensor]]:
     if module is None:
         return []
     return [(name, p) for name, p in module.named_parameters() if p.requires_grad]
+
+
+def _snapshot(args: Args) -> dict[int | str, Any]:
+    """Per argument: its container skeleton and its tensors' version counters, before a call."""
+    return {
+        key: (_skeleton(value), [t._version for _, t in _trials.walk_tensors(value)])
+        for key, value in _arg_items(args)
+    }
 
 
 # ------------------------------------------------------------------ engine
@@ -290,7 +300,7 @@ class _Check(GradientsMixin):
             truth_device = self.truth_device
             truth_args = _map_args(pristine, lambda t: _to_truth_dtype(t, truth_device).requires_grad_(t.requires_grad))
         cand_args = _map_args(pristine, lambda t: _clone_layout(t).requires_grad_(t.requires_grad))
-        versions = [t._version for _, _, t in _input_tensors(cand_args)]
+        versions = _snapshot(cand_args)
         rng_seed = derive_seed(trial.seed, "rng")
 
         try:
@@ -346,37 +356,45 @@ class _Check(GradientsMixin):
 
     # -- mutation -----------------------------------------------------------
 
-    def _mutation_problems(self, after: Args, before: Args, versions: list[int]) -> list[Problem]:
-        problems = []
-        seen: set[int | str] = set()
-        for (key, path, t_after), (_, _, t_before), version in zip(
-            _input_tensors(after), _input_tensors(before), versions, strict=False
-        ):
-            if key in self.mutates or key in seen:
-                continue
-            bumped = t_after._version != version
-            changed = not _same_values(t_after.detach(), t_before.detach())
-            if not (bumped or changed):
-                continue
-            seen.add(key)
-            details = []
-            if changed:
-                import torch
+    def _mutation_problems(self, after: Args, before: Args, snapshot: dict[int | str, Any]) -> list[Problem]:
+        """Problems for arguments the candidate changed: containers, tensor values, version counters.
 
-                a, b = t_after.detach(), t_before.detach()
-                differ = ~((a == b) | (torch.isnan(a) & torch.isnan(b))) if _is_float(a) else a != b
-                details.append(f"values changed at {int(differ.sum())} of {a.numel()} elements")
-            if bumped:
-                details.append(f"in-place version counter {version} -> {t_after._version}")
-            problems.append(
-                Problem(
-                    path,
-                    [
-                        f"candidate modified {path} in place ({'; '.join(details)}); "
-                        f"declare it with mutates=({key!r},) if that is intended",
-                    ],
+        ``snapshot`` is :func:`_snapshot` of ``after`` taken before the call.
+        """
+        import torch
+
+        problems = []
+        before_values = dict(_arg_items(before))
+        for key, value in _arg_items(after):
+            if key in self.mutates:
+                continue
+            skeleton, versions = snapshot[key]
+            label = _arg_label(key)
+            declare = f"declare it with mutates=({key!r},) if that is intended"
+            change = _skeleton_change(skeleton, _skeleton(value), label)
+            if change is not None:
+                # Items were added, removed or replaced: what the caller holds
+                # changed, and the tensors no longer pair up with the originals.
+                problems.append(Problem(label, [f"candidate modified {label} in place ({change}); {declare}"]))
+                continue
+            pairs = zip(_trials.walk_tensors(value), _trials.walk_tensors(before_values[key]), versions, strict=True)
+            for (sub, t_after), (_, t_before), version in pairs:
+                bumped = t_after._version != version
+                changed = not _same_values(t_after.detach(), t_before.detach())
+                if not (bumped or changed):
+                    continue
+                details = []
+                if changed:
+                    a, b = t_after.detach(), t_before.detach()
+                    differ = ~((a == b) | (torch.isnan(a) & torch.isnan(b))) if _is_float(a) else a != b
+                    details.append(f"values changed at {int(differ.sum())} of {a.numel()} elements")
+                if bumped:
+                    details.append(f"in-place version counter {version} -> {t_after._version}")
+                path = label + sub
+                problems.append(
+                    Problem(path, [f"candidate modified {path} in place ({'; '.join(details)}); {declare}"])
                 )
-            )
+                break
         return problems
 
     def _raise_inplace_leaf(self, trial: Trial, total: int, pristine: Args, rng_seed: int, passed_before: int) -> None:
@@ -385,7 +403,7 @@ class _Check(GradientsMixin):
         import torch
 
         probe = _map_args(pristine, _clone_layout)
-        versions = [t._version for _, _, t in _input_tensors(probe)]
+        versions = _snapshot(probe)
         try:
             with torch.no_grad():
                 self._call(self.cand, probe, rng_seed, trial, total)

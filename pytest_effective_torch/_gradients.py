@@ -165,13 +165,26 @@ class GradientsMixin:
             self.report.add_note(f"parameter gradients not compared: the {which} has no parameters")
             return
         if self.param_map is None:
-            if set(cand) != set(ref):
+            # Parameters both modules name alike (and shape alike) are compared
+            # by name; an extra parameter on one side must not switch off the
+            # comparison of the shared ones.
+            shapes_c = {n: p.shape for n, p in self.cand.params}
+            shapes_r = {n: p.shape for n, p in self.ref.params}
+            shared = [n for n in cand if n in ref and shapes_c.get(n) == shapes_r.get(n)]
+            if not shared:
                 self.report.add_note(
                     "parameter gradients not compared: candidate and reference name their parameters "
                     "differently; pass param_map= (candidate name -> reference name, or a callable)"
                 )
                 return
-            expected, expected_truth = ref, truth
+            expected = {n: ref[n] for n in shared}
+            expected_truth = {n: truth.get(n) for n in shared}
+            unmatched = sorted(n for n in ref if n not in expected)
+            if unmatched:
+                self.report.add_note(
+                    f"reference parameter gradients not compared for {unmatched} (no candidate parameter "
+                    "of that name and shape; pass param_map= to map them)"
+                )
         elif isinstance(self.param_map, Mapping):
             unknown_c = [k for k in self.param_map if k not in cand]
             unknown_r = [v for v in self.param_map.values() if v not in ref]
@@ -198,4 +211,6 @@ class GradientsMixin:
         self.report.parameter_gradients_compared = True
         missing = [n for n in cand if n not in expected]
         if missing:
-            self.report.add_note(f"parameter gradients not compared for {missing} (not in param_map)")
+            why = "not in param_map" if self.param_map is not None else "no reference parameter of that name and shape"
+            self.report.add_note(f"parameter gradients not compared for {missing} ({why})")
+

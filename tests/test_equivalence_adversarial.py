@@ -1,0 +1,127 @@
+"""Adversarial candidates found in review: each passed a default call before its fix.
+
+Real tensors, small shapes; every test asserts the text a user would read.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from pytest_effective_torch import Args, CheckFailed, assert_same_as_reference
+
+
+def failure(candidate, reference, inputs, **kwargs) -> str:
+    with pytest.raises(CheckFailed) as info:
+        assert_same_as_reference(candidate, reference, inputs, **kwargs)
+    return str(info.value)
+
+
+def pair_of_vectors(make):
+    return ([make(3), make(3)],)
+
+
+# --- containers changed in place ---------------------------------------------
+
+
+def test_a_candidate_that_pops_from_a_list_argument_is_named():
+    def candidate(xs):
+        xs.pop()
+        return xs[0] * 2
+
+    msg = failure(candidate, lambda xs: xs[0] * 2, pair_of_vectors)
+    assert "candidate modified input 0 in place (list had 2 items, now 1)" in msg
+    assert "mutates=(0,)" in msg
+
+
+def test_a_candidate_that_appends_to_a_list_argument_is_named():
+    def candidate(xs):
+        xs.append(xs[0])
+        return xs[0] * 2
+
+    msg = failure(candidate, lambda xs: xs[0] * 2, pair_of_vectors)
+    assert "candidate modified input 0 in place (list had 2 items, now 3)" in msg
+
+
+def test_a_candidate_that_replaces_a_tensor_in_a_list_argument_is_named():
+    def candidate(xs):
+        xs[1] = xs[1] * 1.0  # same values, another tensor: the caller's list changed
+        return xs[0] * 2
+
+    msg = failure(candidate, lambda xs: xs[0] * 2, pair_of_vectors)
+    assert "candidate modified input 0 in place (input 0[1] was replaced by another object)" in msg
+
+
+def test_a_candidate_that_changes_a_dict_argument_is_named_by_keyword():
+    def candidate(x, *, config):
+        config["scale"] = 3
+        config["seen"] = True
+        return x * 2
+
+    msg = failure(
+        candidate, lambda x, *, config: x * 2, lambda make: Args(make(3), config={"scale": 2})
+    )
+    assert "candidate modified input 'config' in place (dict gained keys ['seen'])" in msg
+
+
+def test_a_candidate_that_changes_a_number_inside_a_dict_is_named():
+    def candidate(x, config):
+        config["scale"] = 3
+        return x * 2
+
+    msg = failure(candidate, lambda x, config: x * 2, lambda make: (make(3), {"scale": 2}))
+    assert "candidate modified input 1 in place (input 1['scale'] was 2, now 3)" in msg
+
+
+def test_a_declared_container_mutation_is_allowed():
+    def both(xs):
+        xs.append(xs[0] * 2)
+        return xs[0]
+
+    assert_same_as_reference(both, both, pair_of_vectors, mutates=(0,))
+
+
+# --- parameters named differently --------------------------------------------
+
+
+class Linear(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = torch.nn.Linear(10, 5)
+
+    def forward(self, x):
+        return self.lin(x)
+
+
+class DetachedWeightWithTemperature(Linear):
+    """An extra parameter, and the shared weight detached: its gradient is lost."""
+
+    def __init__(self, reference):
+        super().__init__()
+        self.lin.load_state_dict(reference.lin.state_dict())
+        self.temperature = torch.nn.Parameter(torch.ones(()))
+
+    def forward(self, x):
+        return F.linear(x, self.lin.weight.detach(), self.lin.bias) * self.temperature
+
+
+def test_parameters_both_modules_name_alike_are_compared_even_when_one_has_extra_ones():
+    torch.manual_seed(0)
+    reference = Linear()
+    msg = failure(DetachedWeightWithTemperature(reference), reference, lambda make: (make(4, 10),))
+    assert "grad of parameter lin.weight: gradient is None for the candidate but not for the reference" in msg
+
+
+def test_extra_parameters_are_noted_and_shared_ones_compared():
+    torch.manual_seed(0)
+    reference = Linear()
+
+    class WithTemperature(DetachedWeightWithTemperature):
+        def forward(self, x):
+            return self.lin(x) * self.temperature
+
+    report = assert_same_as_reference(WithTemperature(reference), reference, lambda make: (make(4, 10),))
+    assert report.parameter_gradients_compared
+    assert any("grad of parameter lin.weight" in g for g in report.gradients)
+    assert any("parameter gradients not compared for ['temperature']" in note for note in report.notes)
