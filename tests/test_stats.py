@@ -99,7 +99,7 @@ def test_t_quantile_rejects_a_lower_tail_probability():
 
 
 def test_untrimmed_interval_is_the_classic_t_interval():
-    values = [0.1, 0.2, 0.3]  # n=3: nothing trimmed
+    values = [0.2, 0.1, 0.3]  # n=3: nothing trimmed, no positive autocorrelation
     iv = trimmed_interval(values, confidence=0.95)
     sd = 0.1
     half = t_quantile(0.975, 2) * sd / math.sqrt(3)
@@ -247,3 +247,58 @@ def test_repeated_looks_rarely_pass_a_candidate_exactly_on_the_threshold():
     ]
     assert results.count(PASS) <= 4
     assert results.count(INCONCLUSIVE) >= 90
+
+
+def ar1_rounds(true_speedup: float, phi: float, seed: int) -> _stats.MeasureRound:
+    """Rounds whose log speedup follows an AR(1) process: a machine state that
+    lasts several rounds and moves neighbouring ratios together."""
+    rng = random.Random(seed)
+    state = [0.0]
+
+    def measure_round(reference_first: bool) -> tuple[float, float]:
+        state[0] = phi * state[0] + math.sqrt(1 - phi * phi) * rng.gauss(0.0, 0.05)
+        return true_speedup * math.exp(state[0]) * 1e-3, 1e-3
+
+    return measure_round
+
+
+def test_autocorrelated_rounds_widen_the_interval():
+    trending = [0.01 * i for i in range(40)]
+    shuffled = list(trending)
+    random.Random(0).shuffle(shuffled)
+    drift, independent = trimmed_interval(trending, 0.99), trimmed_interval(shuffled, 0.99)
+    assert drift.autocorrelation > 5 and independent.autocorrelation < 2
+    assert drift.high - drift.low > 2 * (independent.high - independent.low)
+    assert trimmed_interval([0.0, 0.39] * 20, 0.99).autocorrelation == 1.0  # alternating
+
+
+def test_autocorrelated_rounds_rarely_pass_a_candidate_exactly_on_the_threshold():
+    # Independent-rounds intervals passed about half of these (the rounds
+    # drift together, so the spread understates the uncertainty).
+    verdicts_ = [
+        run_sequential(
+            ar1_rounds(1.1, 0.9, seed),
+            min_speedup=1.1,
+            confidence=CONFIDENCE,
+            budget=1.0,
+            clock=lambda: 0.0,
+            max_rounds=400,
+        ).verdict
+        for seed in range(60)
+    ]
+    assert verdicts_.count(PASS) <= 6
+
+
+def test_a_verdict_needs_the_minimum_number_of_usable_rounds():
+    # Every other round has a zero time (a clock too coarse for the block):
+    # four rounds give two ratios, too few to decide however clear they look.
+    calls = [0]
+
+    def measure_round(reference_first: bool) -> tuple[float, float]:
+        calls[0] += 1
+        return (2.0, 1.0) if calls[0] % 2 else (0.0, 1.0)
+
+    result = run_sequential(
+        measure_round, min_speedup=1.1, confidence=0.99, budget=1.0, clock=lambda: 0.0, max_rounds=5
+    )
+    assert result.verdict == INCONCLUSIVE
