@@ -276,7 +276,7 @@ class _Check(GradientsMixin):
                 raise ValueError(f"mutates names arguments the inputs do not have: {unknown}; arguments: {sorted(map(str, keys))}")
         return args
 
-    def _call(self, side: _Side, args: Args, rng_seed: int, trial: Trial, total: int) -> Any:
+    def _call(self, side: _Side, args: Args, rng_seed: int, trial: Trial, total: int, mode: str = "") -> Any:
         __tracebackhide__ = True
 
         _seed_rng(rng_seed, self.truth_device if side.name == "truth" else self.device)
@@ -284,7 +284,44 @@ class _Check(GradientsMixin):
             return side.fn(*args.args, **args.kwargs)
         except Exception as exc:
             what = "running the reference on float64 copies" if side.name == "truth" else f"running the {side.name}"
-            raise with_context(exc, self._context(what, trial, total, args)) from None
+            raise with_context(exc, self._context(what + mode, trial, total, args)) from None
+
+    def _no_grad_run(
+        self,
+        trial: Trial,
+        total: int,
+        pristine: Args,
+        rng_seed: int,
+        ref_out: Any,
+        truth_index: dict[str, Any],
+        problems: list[Problem],
+    ) -> None:
+        """The candidate once more under torch.no_grad, its outputs judged like the others.
+
+        Code often takes another path when autograd is off (inference fast
+        paths keyed on ``torch.is_grad_enabled()`` or ``x.requires_grad``, as
+        ``nn.TransformerEncoderLayer``'s); every other call here records
+        gradients, so that path would go unchecked. One extra forward call, in
+        the first trial only.
+        """
+        __tracebackhide__ = True
+        import torch
+
+        suffix = " (candidate under torch.no_grad)"
+        args = _map_args(pristine, _clone_layout)
+        snapshot = _snapshot(args)
+        with torch.no_grad():
+            out = self._call(self.cand, args, rng_seed, trial, total, mode=" under torch.no_grad")
+        seen = {p.path for p in problems}
+        problems += [p for p in self._mutation_problems(args, pristine, snapshot) if p.path not in seen]
+        leaves, structure = pair(out, ref_out, "output")
+        for problem in structure:
+            problem.path = problem.path.replace("output", "output" + suffix, 1)
+        problems += structure
+        for leaf in leaves:
+            if leaf.path in seen:
+                continue  # already failing with autograd on: one problem per output is enough
+            self._judge_leaf(leaf, truth_index, trial, problems, label=leaf.path.replace("output", "output" + suffix, 1))
 
     def _run_trial(self, trial: Trial, total: int, pristine: Args, passed_before: int) -> None:
         __tracebackhide__ = True
@@ -334,6 +371,9 @@ class _Check(GradientsMixin):
 
         for leaf in leaves:
             self._judge_leaf(leaf, truth_index, trial, problems)
+
+        if passed_before == 0 and not structure:
+            self._no_grad_run(trial, total, pristine, rng_seed, ref_out, truth_index, problems)
 
         if grad_ok and not structure:
             problems += self._gradients(trial, total, leaves, truth_index, cand_args, pristine, truth_args)
@@ -461,17 +501,21 @@ class _Check(GradientsMixin):
 
     # -- values -------------------------------------------------------------
 
-    def _judge_leaf(self, leaf: Leaf, truth_index: dict[str, Any], trial: Trial, problems: list[Problem]) -> None:
+    def _judge_leaf(
+        self, leaf: Leaf, truth_index: dict[str, Any], trial: Trial, problems: list[Problem], label: str | None = None
+    ) -> None:
 
         if leaf.kind == "exact":
             problem = exact_problem(leaf)
             if problem is not None:
+                if label is not None:
+                    problem.path = label
                 problems.append(problem)
             return
         c, r = as_tensor(leaf.candidate), as_tensor(leaf.reference)
         t = truth_index.get(leaf.path)
         t = as_tensor(t) if t is not None else r
-        self._judge(leaf.path, c.detach(), r.detach(), t.detach(), trial, problems, is_output=True)
+        self._judge(label or leaf.path, c.detach(), r.detach(), t.detach(), trial, problems, is_output=True)
 
     def _judge(
         self,

@@ -106,7 +106,7 @@ class EquivalenceReport:
 
     >>> report = assert_same_as_reference(fast, slow, inputs)  # doctest: +SKIP
     >>> print(report)  # doctest: +SKIP
-    6 trials (random x3, layout, large, small); 6 output and 6 gradient comparisons against the float64 truth
+    6 trials (random x3, layout, large, small); 7 output and 6 gradient comparisons against the float64 truth
     worst: grad of input 0 in trial 6: normwise relative error 1.72e-07 vs allowed 2.42e-05; ...
     """
 

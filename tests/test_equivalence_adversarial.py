@@ -125,3 +125,22 @@ def test_extra_parameters_are_noted_and_shared_ones_compared():
     assert report.parameter_gradients_compared
     assert any("grad of parameter lin.weight" in g for g in report.gradients)
     assert any("parameter gradients not compared for ['temperature']" in note for note in report.notes)
+
+
+# --- grad mode ------------------------------------------------------------------
+
+
+def test_a_candidate_wrong_only_on_its_inference_fast_path_is_caught():
+    def candidate(x):  # the no-grad fast path reduces over the wrong dimension
+        if not torch.is_grad_enabled():
+            return torch.softmax(x, 0)
+        return torch.softmax(x, -1)
+
+    msg = failure(candidate, lambda x: torch.softmax(x, -1), lambda make: (make(8, 8),))
+    assert "trial 1 of 6 (random values)" in msg
+    assert "output (candidate under torch.no_grad): shape (8, 8), float32, cpu:" in msg
+
+
+def test_the_no_grad_run_is_counted_in_the_report():
+    report = assert_same_as_reference(torch.tanh, torch.tanh, lambda make: (make(4, 5),))
+    assert "output (candidate under torch.no_grad) (trial 1)" in report.outputs

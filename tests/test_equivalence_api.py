@@ -61,10 +61,11 @@ def test_the_report_says_what_was_checked_and_how_close_it_came():
     report = assert_same_as_reference(lambda x: x * 2, lambda x: x + x, lambda make: (make(3, 4),))
     text = str(report)
     assert text.startswith(
-        "6 trials (random x3, layout, large, small); 6 output and 6 gradient comparisons against the float64 truth"
+        "6 trials (random x3, layout, large, small); 7 output and 6 gradient comparisons against the float64 truth"
     )
     assert "worst: " in text and "% of its allowance" in text
     assert report.outputs[0] == "output (trial 1)"
+    assert report.outputs[1] == "output (candidate under torch.no_grad) (trial 1)"
     assert report.gradients[0] == "grad of input 0 (trial 1)"
 
 
