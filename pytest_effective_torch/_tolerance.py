@@ -31,7 +31,8 @@ saturated softmax's does; a wrong gradient of ordinary size is far above it.
 
 Non-finite values: where the truth is finite the candidate must be finite
 unless the reference is non-finite there too (then both share the
-limitation, which is noted); where only the reference is non-finite the
+limitation, which is noted, provided the candidate has the same non-finite
+value: nan with nan, inf of the same sign); where only the reference is non-finite the
 candidate is *stabler* (noted). Where the truth is non-finite the candidate
 must match the truth or the reference (nan with nan, inf of the same sign).
 
@@ -374,7 +375,12 @@ def _judge_slow(
     bad_truth = ~ft & ~nan_truth & ~(same(cc, t) | same(cc, rr))
     rescued = nan_truth & fc
     bad_nonfinite = ft & ~fc & fr
-    shared = ft & ~fc & ~fr
+    # Both non-finite where the truth is finite (both overflow, say): a
+    # limitation they share, as long as the candidate fails the same way; a
+    # nan where the reference has inf, or an inf of the other sign, is not.
+    both = ft & ~fc & ~fr
+    unlike = both & ~same(cc, rr)
+    shared = both & ~unlike
     stabler = ft & fc & ~fr
     if bool(shared.any()):
         notes.append(
@@ -393,6 +399,7 @@ def _judge_slow(
         )
     for mask, kind, text in (
         (bad_nonfinite, "non-finite", "non-finite where the reference is finite"),
+        (unlike, "truth-non-finite", "non-finite unlike the reference where the truth is finite"),
         (bad_truth, "truth-non-finite", "unlike both truth and reference where the truth is infinite"),
     ):
         if bool(mask.any()):

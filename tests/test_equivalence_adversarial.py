@@ -144,3 +144,28 @@ def test_a_candidate_wrong_only_on_its_inference_fast_path_is_caught():
 def test_the_no_grad_run_is_counted_in_the_report():
     report = assert_same_as_reference(torch.tanh, torch.tanh, lambda make: (make(4, 5),))
     assert "output (candidate under torch.no_grad) (trial 1)" in report.outputs
+
+
+# --- non-finite where the truth is finite ---------------------------------------
+
+
+def overflowing(make):  # exp overflows float32 above ~88; the float64 truth stays finite
+    return (make(8, 16, low=-100, high=100),)
+
+
+@pytest.mark.parametrize(
+    "bad, shown", [(torch.nan, "candidate nan, reference inf"), (-torch.inf, "candidate -inf, reference inf")]
+)
+def test_where_the_reference_overflows_the_candidate_must_overflow_the_same_way(bad, shown):
+    def candidate(x):
+        y = torch.exp(x)
+        return torch.where(torch.isinf(y), bad, y)
+
+    msg = failure(candidate, torch.exp, overflowing, check_grad=False)
+    assert "candidate is non-finite unlike the reference where the truth is finite" in msg
+    assert shown in msg
+
+
+def test_overflowing_like_the_reference_passes_with_a_note():
+    report = assert_same_as_reference(lambda x: 1 / torch.exp(-x), torch.exp, overflowing, check_grad=False)
+    assert any("both non-finite" in note for note in report.notes)
