@@ -83,14 +83,24 @@ def _with_grad_leaves(args: Args) -> tuple[Args, list[Any]]:
     return new, leaves
 
 
-def _make_call(fn: Callable[..., Any], args: Args, backward: bool, role: str) -> Callable[[], Any]:
-    """The callable that is timed: one forward (plus backward) call of ``fn``."""
+def _make_call(
+    fn: Callable[..., Any], args: Args, backward: bool, role: str, device: Any
+) -> tuple[Callable[[], Any], float]:
+    """The callable that is timed (one forward call of ``fn``, plus backward),
+    and the seconds its first call took.
+
+    With ``backward=True`` the first call is also the probe that checks an
+    output requires grad, so its cost (where torch.compile compiles the
+    forward, lazy modules initialise) is the one reported as first call.
+    """
+    from ._timing import synchronize, time_once
+
     if not backward:
 
         def forward() -> Any:
             return fn(*args.args, **args.kwargs)
 
-        return forward
+        return forward, time_once(forward, device)
 
     import torch
 
@@ -102,6 +112,8 @@ def _make_call(fn: Callable[..., Any], args: Args, backward: bool, role: str) ->
         )
     params = list(fn.parameters()) if isinstance(fn, torch.nn.Module) else []
     cleared = leaves + params
+    synchronize(device)
+    start = time.perf_counter()
     probe = [t for t in _tensors(fn(*grad_args.args, **grad_args.kwargs)) if t.requires_grad]
     if not probe:
         raise ValueError(
@@ -109,6 +121,9 @@ def _make_call(fn: Callable[..., Any], args: Args, backward: bool, role: str) ->
             "is it computed under torch.no_grad() or detached?"
         )
     grad_outputs = [torch.ones_like(t) for t in probe]
+    torch.autograd.backward(probe, grad_outputs)
+    synchronize(device)
+    first = time.perf_counter() - start
     del probe
 
     def forward_backward() -> Any:
@@ -117,15 +132,13 @@ def _make_call(fn: Callable[..., Any], args: Args, backward: bool, role: str) ->
         outs = [t for t in _tensors(fn(*grad_args.args, **grad_args.kwargs)) if t.requires_grad]
         torch.autograd.backward(outs, grad_outputs)
 
-    return forward_backward
+    return forward_backward, first
 
 
 def _first_call(
     fn: Callable[..., Any], args: Args, options: SpeedOptions, role: str, device: Any
 ) -> tuple[Callable[[], Any], float]:
     """Build the timed callable and time its first call; user crashes get context."""
-    from ._timing import time_once
-
     context = (
         f"while calling the {role} ({_name(fn)}) for its first timed call "
         f"[assert_faster_than_reference, device {device}, inputs ({_shapes(args)})"
@@ -133,8 +146,7 @@ def _first_call(
         + "]"
     )
     try:
-        call = _make_call(fn, args, options.backward, role)
-        return call, time_once(call, device)
+        return _make_call(fn, args, options.backward, role, device)
     except ValueError as exc:
         if "backward=True" in str(exc):
             raise
@@ -144,7 +156,7 @@ def _first_call(
 
 
 def _warm_up(
-    calls: dict[str, Callable[[], Any]], device: Any, budget: float
+    calls: dict[str, Callable[[], Any]], device: Any, budget: float, running: list[str]
 ) -> dict[str, float]:
     """Alternate calls until both sides ran WARMUP_CALLS times and WARMUP_SHARE passed.
 
@@ -157,6 +169,7 @@ def _warm_up(
     start = time.perf_counter()
     while True:
         for role, call in calls.items():
+            running[0] = role
             best[role] = min(best[role], time_once(call, device))
         count += 1
         spent = time.perf_counter() - start
@@ -257,7 +270,13 @@ def compare_speed(
             )  # fmt: skip
 
         started = time.perf_counter()
-        best = _warm_up({"reference": ref_call, "candidate": cand_call}, device, options.time_budget)
+        running = ["reference"]  # the side being called, for a crash's context
+        try:
+            best = _warm_up(
+                {"reference": ref_call, "candidate": cand_call}, device, options.time_budget, running
+            )
+        except Exception as exc:
+            raise with_context(exc, _timing_context(running[0], candidate, reference, args)) from None
         n_ref = _block_calls(best["reference"], options.flush_l2)
         n_cand = _block_calls(best["candidate"], options.flush_l2)
         clock = block_timer(device, flush_l2=options.flush_l2)
@@ -265,6 +284,7 @@ def compare_speed(
         dev: dict[str, list[float]] = {"reference": [], "candidate": []}
 
         def one(role: str, call: Callable[[], Any], n: int) -> float:
+            running[0] = role
             timing = clock.time(call, n)
             host[role].append(timing.host)
             if timing.device is not None:
@@ -281,14 +301,17 @@ def compare_speed(
             return ref, cand
 
         remaining = max(0.0, options.time_budget - (time.perf_counter() - started))
-        with gc_paused():
-            seq = _stats.run_sequential(
-                measure_round,
-                min_speedup=options.min_speedup,
-                confidence=options.confidence,
-                budget=remaining,
-                clock=time.perf_counter,
-            )
+        try:
+            with gc_paused():
+                seq = _stats.run_sequential(
+                    measure_round,
+                    min_speedup=options.min_speedup,
+                    confidence=options.confidence,
+                    budget=remaining,
+                    clock=time.perf_counter,
+                )
+        except Exception as exc:
+            raise with_context(exc, _timing_context(running[0], candidate, reference, args)) from None
         elapsed = time.perf_counter() - started
 
         want_memory = options.measure_memory
@@ -323,6 +346,15 @@ def compare_speed(
         reference_times=tuple(seq.reference),
         candidate_times=tuple(seq.candidate),
         **base,
+    )
+
+
+def _timing_context(role: str, candidate: Any, reference: Any, args: Args) -> str:
+    fn = candidate if role == "candidate" else reference
+    return (
+        f"while timing the {role} ({_name(fn)}) after its first call succeeded "
+        f"[assert_faster_than_reference, inputs ({_shapes(args)})]: it fails on a "
+        "repeated call (state kept between calls, inputs changed in place?)"
     )
 
 

@@ -230,3 +230,61 @@ def test_backward_needs_an_output_that_requires_grad():
 
     with pytest.raises(ValueError, match=r"no output of the reference \(detached\) requires grad"):
         assert_faster_than_reference(detached, detached, inputs, backward=True)
+
+
+def test_with_backward_the_first_call_cost_includes_the_first_forward():
+    # The first forward (where torch.compile compiles, lazy modules
+    # initialise) must be in the reported first call, not hidden by the
+    # probe that checks the outputs require grad.
+    state = {"compiled": False}
+
+    def compiles_first(x):
+        if not state["compiled"]:
+            time.sleep(0.05)  # stands in for compilation
+            state["compiled"] = True
+        return torch.mm(x, x)
+
+    result = assert_faster_than_reference(
+        compiles_first, busy(20), inputs, min_speedup=2, backward=True
+    )
+    assert result.first_call[1] >= 0.05
+
+
+def test_a_crashing_reference_is_an_error_that_names_the_reference():
+    def broken_reference(x):
+        raise RuntimeError("reference blew up")
+
+    with pytest.raises(Exception) as info:
+        assert_faster_than_reference(busy(1), broken_reference, inputs)
+    assert not isinstance(info.value, CheckFailed)
+    text = notes(info.value)
+    assert "reference blew up" in text
+    assert "while calling the reference (broken_reference)" in text
+
+
+def test_a_crash_after_the_first_call_is_an_error_with_context_and_restores_the_machine():
+    import gc
+
+    calls = [0]
+
+    def flaky(x):
+        calls[0] += 1
+        if calls[0] == 3:  # during warm-up or the rounds, not the first call
+            raise RuntimeError("out of workspace")
+        return torch.mm(x, x)
+
+    threads = torch.get_num_threads()
+    with pytest.raises(Exception) as info:
+        assert_faster_than_reference(flaky, busy(20), inputs, threads=1)
+    assert not isinstance(info.value, CheckFailed)
+    text = notes(info.value)
+    assert "out of workspace" in text
+    assert "while timing the candidate (flaky)" in text
+    assert torch.get_num_threads() == threads
+    assert gc.isenabled()
+
+
+def test_backward_does_not_touch_the_callers_tensors():
+    x = torch.randn(48, 48, requires_grad=True)
+    assert_faster_than_reference(busy(1), busy(20), (x,), min_speedup=2, backward=True)
+    assert x.grad is None
