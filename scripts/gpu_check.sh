@@ -86,6 +86,21 @@ if [ -f bench/bench_equivalence.py ]; then
     python3 bench/bench_equivalence.py --device=cuda
 fi
 
+# --- speed engine on CUDA (block owned by the speed engine) -----------------
+# The CUDA timers (host and CUDA-event device time, L2 flush, per-side peak
+# memory, backward) and the verdict-reliability bench on the GPU.
+step "tests/test_timing_cuda.py (speed engine CUDA timers)" "$out/speed_timing_cuda.log" \
+  python3 -m pytest "${PLUGIN[@]}" tests/test_timing_cuda.py -q -rs -p no:cacheprovider
+step "bench_speed_verdicts --device=cuda --trials 20" "$out/bench_speed_verdicts_cuda.log" \
+  python3 bench/bench_speed_verdicts.py --device=cuda --trials 20
+{
+  echo
+  echo '```'
+  cat "$out/bench_speed_verdicts_cuda.log"
+  echo '```'
+} | tee -a "$summary"
+# --- end of the speed engine block -------------------------------------------
+
 echo
 echo "Logs in $out/. Summary:"
 cat "$summary"

@@ -91,3 +91,38 @@ def test_the_synchronized_timer_waits_for_queued_work():
     assert end > start
     # nothing is left in the queue once the timer has returned
     assert torch.cuda.current_stream().query()
+
+
+def test_cuda_peak_memory_is_reset_for_each_side():
+    # The reference's 256 MiB peak must not leak into the candidate's.
+    def wasteful(x):
+        scratch = torch.ones(64 * 2**20, device=x.device)
+        return x + scratch[:1]
+
+    def lean(x):
+        return x + 1
+
+    result = assert_faster_than_reference(
+        lean, wasteful, inputs, device="cuda", min_speedup=1e-6, measure_memory=True
+    )
+    reference_peak, candidate_peak = result.peak_memory
+    assert reference_peak >= 256 * 2**20
+    assert candidate_peak < 16 * 2**20
+
+
+def test_forward_and_backward_are_timed_on_cuda():
+    result = assert_faster_than_reference(
+        busy(1), busy(20), inputs, device="cuda", min_speedup=2, backward=True
+    )
+    assert result.passed and result.measured == "forward+backward"
+    assert result.reference_device_time > 0 and result.candidate_device_time > 0
+
+
+def test_device_time_is_recorded_on_the_callers_stream():
+    # Work launched on a side stream is bracketed by events on that stream.
+    stream = torch.cuda.Stream()
+    with torch.cuda.stream(stream):
+        result = assert_faster_than_reference(
+            busy(1), busy(20), inputs, device="cuda", min_speedup=2, timer="device"
+        )
+    assert result.passed and result.timer == "device"
