@@ -85,25 +85,43 @@ class GradientsMixin:
             g_t = g_r
             truth_params = ref_params
 
-        cache: list[float] = []
+        per_output: list[float] = []
+        reach: list[set[int]] = []
 
-        def grad_scale() -> float:
-            # rms(cotangent) * max|output|, over outputs: the size of what the
+        def output_scales() -> list[float]:
+            # rms(cotangent) * max|output| per output: the size of what the
             # backward pass pushes around, hence of its rounding noise.
-            if not cache:
-                scale = 0.0
+            if not per_output:
                 for leaf, cot in zip(float_leaves, cots, strict=True):
                     y = truth_index.get(leaf.path, leaf.reference)
                     y = y.detach() if isinstance(y, torch.Tensor) else leaf.reference.detach()
                     finite = y[torch.isfinite(y)]
                     peak = float(finite.abs().max()) if finite.numel() else 0.0
                     rms = float(cot.double().abs().pow(2).mean().sqrt()) if cot.numel() else 0.0
-                    scale = max(scale, rms * peak)
-                cache.append(scale)
-            return cache[0]
+                    per_output.append(rms * peak)
+                reach.extend(_reachable_leaves([leaf.reference for leaf in float_leaves]))
+            return per_output
 
-        for (path, _), gc, gr, gt in zip(inputs_c, g_c[:n_in], g_r[:n_in], g_t[:n_in], strict=False):
-            self._judge_grad(f"grad of {path}", gc, gr, gt, trial, problems, grad_scale)
+        def grad_scale_for(ref_leaf: Any) -> Callable[[], float]:
+            """The noise scale for one input's gradient: over the outputs that depend on it.
+
+            A large output the input does not reach pushes no rounding noise
+            into its gradient, so it must not excuse that gradient. Where the
+            reference's graph does not show the input (a custom Function
+            hiding it, say), all outputs count.
+            """
+
+            def scale() -> float:
+                scales = output_scales()
+                mine = [s for s, r in zip(scales, reach, strict=True) if id(ref_leaf) in r]
+                return max(mine or scales, default=0.0)
+
+            return scale
+
+        for (path, _), (_, ref_leaf), gc, gr, gt in zip(
+            inputs_c, inputs_r, g_c[:n_in], g_r[:n_in], g_t[:n_in], strict=False
+        ):
+            self._judge_grad(f"grad of {path}", gc, gr, gt, trial, problems, grad_scale_for(ref_leaf))
 
         # Parameters, through the parameter map.
         if cand_params or ref_params:
@@ -113,7 +131,8 @@ class GradientsMixin:
                 dict(zip([n for n, _ in cand_params], g_c[n_in:], strict=False)),
                 dict(zip([n for n, _ in ref_params], g_r[len(inputs_r):], strict=False)),
                 dict(zip([n for n, _ in truth_params], g_t[len(inputs_r):], strict=False)),
-                grad_scale,
+                {n: grad_scale_for(p) for n, p in ref_params},
+                grad_scale_for(None),
             )
         return problems
 
@@ -156,7 +175,8 @@ class GradientsMixin:
         cand: dict[str, Any],
         ref: dict[str, Any],
         truth: dict[str, Any],
-        grad_scale: Callable[[], float],
+        ref_scales: dict[str, Callable[[], float]],
+        any_scale: Callable[[], float],
     ) -> None:
         import torch
 
@@ -179,6 +199,7 @@ class GradientsMixin:
                 return
             expected = {n: ref[n] for n in shared}
             expected_truth = {n: truth.get(n) for n in shared}
+            scales = {n: ref_scales[n] for n in shared}
             unmatched = sorted(n for n in ref if n not in expected)
             if unmatched:
                 self.report.add_note(
@@ -195,10 +216,12 @@ class GradientsMixin:
                 )
             expected = {c: ref[r] for c, r in self.param_map.items()}
             expected_truth = {c: truth.get(r) for c, r in self.param_map.items()}
+            scales = {c: ref_scales[r] for c, r in self.param_map.items()}
         else:
             with torch.no_grad():
                 expected = dict(self.param_map(ref))
                 expected_truth = dict(self.param_map(truth)) if truth is not ref else expected
+            scales = {}  # repacked: which reference parameters feed which is unknown
             unknown = [k for k in expected if k not in cand]
             if unknown:
                 raise ValueError(f"param_map returned unknown candidate parameters {unknown}; candidate has {sorted(cand)}")
@@ -206,7 +229,8 @@ class GradientsMixin:
             if name not in expected:
                 continue
             self._judge_grad(
-                f"grad of parameter {name}", cand[name], expected[name], expected_truth.get(name), trial, problems, grad_scale
+                f"grad of parameter {name}", cand[name], expected[name], expected_truth.get(name), trial, problems,
+                scales.get(name, any_scale),
             )
         self.report.parameter_gradients_compared = True
         missing = [n for n in cand if n not in expected]
@@ -214,3 +238,28 @@ class GradientsMixin:
             why = "not in param_map" if self.param_map is not None else "no reference parameter of that name and shape"
             self.report.add_note(f"parameter gradients not compared for {missing} ({why})")
 
+
+
+def _reachable_leaves(outputs: list[Any]) -> list[set[int]]:
+    """Per output: ids of the leaf tensors its autograd graph reaches (a walk, no compute)."""
+    import torch
+
+    out = []
+    for o in outputs:
+        found: set[int] = set()
+        if isinstance(o, torch.Tensor):
+            if o.grad_fn is None and o.requires_grad:
+                found.add(id(o))  # the output is an input itself
+            stack = [o.grad_fn]
+            seen: dict[int, Any] = {}  # holds the nodes, so their ids are not reused mid-walk
+            while stack:
+                node = stack.pop()
+                if node is None or id(node) in seen:
+                    continue
+                seen[id(node)] = node
+                variable = getattr(node, "variable", None)
+                if variable is not None:
+                    found.add(id(variable))
+                stack.extend(n for n, _ in node.next_functions)
+        out.append(found)
+    return out

@@ -169,3 +169,33 @@ def test_where_the_reference_overflows_the_candidate_must_overflow_the_same_way(
 def test_overflowing_like_the_reference_passes_with_a_note():
     report = assert_same_as_reference(lambda x: 1 / torch.exp(-x), torch.exp, overflowing, check_grad=False)
     assert any("both non-finite" in note for note in report.notes)
+
+
+# --- the gradient noise floor comes from the outputs an input reaches -------------
+
+
+class ZeroGrad(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad * 0
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_a_large_output_does_not_excuse_a_lost_gradient_through_a_small_one(dtype):
+    def reference(a, b):
+        return a * 100, b * 1
+
+    def candidate(a, b):  # b's gradient is lost; the output that excused it does not depend on b
+        return a * 100, ZeroGrad.apply(b)
+
+    def inputs(make):  # explicit domains: the small-magnitude trial scales nothing
+        return make(8, 8, low=-1, high=1), make(8, 8, low=-1, high=1)
+
+    msg = failure(candidate, reference, inputs, dtype=dtype)
+    assert "trial 1 of 6 (random values)" in msg
+    assert "grad of input 1: shape (8, 8)" in msg
+    assert "grad of input 0" not in msg
