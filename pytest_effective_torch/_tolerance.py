@@ -24,8 +24,9 @@ in the working dtype (4x), so an inherently ill-conditioned op does not make
 correct code fail.
 
 Gradients also get an absolute floor of ``64 * eps * max_k(rms(v_k) * max|y_k|)``
-(``v_k`` the cotangent pushed into output ``y_k``): the rounding noise of
-pushing the cotangent through outputs of that size. Without it a correct
+(``v_k`` the cotangent pushed into output ``y_k``, ``k`` over the outputs
+whose graph reaches the input): the rounding noise of pushing the cotangent
+through outputs of that size. Without it a correct
 rewrite fails wherever the true gradient cancels to (nearly) zero, as a
 saturated softmax's does; a wrong gradient of ordinary size is far above it.
 
