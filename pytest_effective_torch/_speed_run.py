@@ -240,6 +240,11 @@ def compare_speed(
             exc, f"while building the inputs of assert_faster_than_reference on {maker_device}"
         ) from None
     device = torch.device(device) if device is not None else _first_device(args)
+    if options.max_memory_ratio is not None and device.type not in ("cpu", "cuda"):
+        raise ValueError(
+            f"max_memory_ratio is not supported on device {device}: its peak memory "
+            "cannot be measured (supported: cpu, cuda)"
+        )
     if dtype is None:
         floats = [t for t in _tensors([*args.args, *args.kwargs.values()]) if t.is_floating_point()]
         dtype = floats[0].dtype if floats else None

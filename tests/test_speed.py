@@ -288,3 +288,23 @@ def test_backward_does_not_touch_the_callers_tensors():
     x = torch.randn(48, 48, requires_grad=True)
     assert_faster_than_reference(busy(1), busy(20), (x,), min_speedup=2, backward=True)
     assert x.grad is None
+
+
+def test_max_memory_ratio_on_a_device_without_memory_statistics_is_refused_before_timing():
+    # The meta device stands in for any backend whose peak memory cannot be
+    # measured (MPS, XLA): say so at once, not after the time budget.
+    calls = [0]
+
+    def counted(x):
+        calls[0] += 1
+        return x * 2
+
+    with pytest.raises(ValueError) as info:
+        assert_faster_than_reference(
+            counted, counted, inputs, device="meta", max_memory_ratio=0.5
+        )
+    assert str(info.value) == (
+        "max_memory_ratio is not supported on device meta: its peak memory cannot be "
+        "measured (supported: cpu, cuda)"
+    )
+    assert calls[0] == 0  # refused before anything was timed
