@@ -282,9 +282,10 @@ def compare_speed(
             )
         except Exception as exc:
             raise with_context(exc, _timing_context(running[0], candidate, reference, args)) from None
-        n_ref = _block_calls(best["reference"], options.flush_l2)
-        n_cand = _block_calls(best["candidate"], options.flush_l2)
-        clock = block_timer(device, flush_l2=options.flush_l2)
+        flush_l2 = options.flush_l2 and device.type == "cuda"  # only CUDA has one
+        n_ref = _block_calls(best["reference"], flush_l2)
+        n_cand = _block_calls(best["candidate"], flush_l2)
+        clock = block_timer(device, flush_l2=flush_l2)
         host: dict[str, list[float]] = {"reference": [], "candidate": []}
         dev: dict[str, list[float]] = {"reference": [], "candidate": []}
 
@@ -340,7 +341,7 @@ def compare_speed(
         calls_per_round=(n_ref, n_cand),
         elapsed=elapsed,
         timer=timer_kind,
-        timer_description=_timer_description(device, timer_kind, options.flush_l2),
+        timer_description=_timer_description(device, timer_kind, flush_l2),
         threads=threads,
         first_call=(ref_first, cand_first),
         peak_memory=peaks,

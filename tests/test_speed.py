@@ -308,3 +308,13 @@ def test_max_memory_ratio_on_a_device_without_memory_statistics_is_refused_befor
         "measured (supported: cpu, cuda)"
     )
     assert calls[0] == 0  # refused before anything was timed
+
+
+def test_flush_l2_only_changes_cuda_timing():
+    # There is no L2 flush on the CPU, so the option must not shrink the CPU
+    # blocks to one call (timer overhead would then dominate tiny functions).
+    result = assert_faster_than_reference(
+        busy(1), busy(20), inputs, min_speedup=2, flush_l2=True
+    )
+    assert result.calls_per_round[1] > 1
+    assert "flush" not in result.timer_description
