@@ -318,3 +318,32 @@ def test_flush_l2_only_changes_cuda_timing():
     )
     assert result.calls_per_round[1] > 1
     assert "flush" not in result.timer_description
+
+
+def _result(**overrides) -> SpeedResult:
+    fields = dict(
+        verdict="inconclusive", candidate_name="fast", reference_name="slow",
+        min_speedup=1.1, speedup=1.1, interval=(1.04, 1.17), confidence=0.999,
+        reference_time=1.1e-3, candidate_time=1e-3, rounds=3000, calls_per_round=(1, 1),
+        elapsed=2.0, timer="host", timer_description="host time (perf_counter)", threads=1,
+        device="cpu", device_name="x86_64", dtype="float32", measured="forward",
+        first_call=(2e-3, 1.5e-3), budget=2.0,
+    )  # fmt: skip
+    fields.update(overrides)
+    return SpeedResult(**fields)
+
+
+def test_an_interval_that_straddles_at_the_budget_says_inconclusive_with_the_interval():
+    from pytest_effective_torch._speed import SpeedOptions
+    from pytest_effective_torch._speed_verdict import conclude
+
+    with pytest.raises(CheckFailed) as info:
+        conclude(_result(), SpeedOptions(min_speedup=1.1))
+    first = str(info.value).splitlines()[0]
+    assert first == (
+        "inconclusive: after 2.00 s and 3000 rounds, the 99.9% interval of the speedup of "
+        "fast over slow, 1.1x [1.04x, 1.17x], still contains min_speedup 1.1x. To decide, "
+        "raise the time budget (--effective-torch-time-budget, now 2 s), make the machine "
+        "quieter, or accept it with --effective-torch-inconclusive=skip or warn"
+    )
+    assert "first calls (not in the rounds): reference 2 ms, candidate 1.5 ms" in str(info.value)
