@@ -28,8 +28,9 @@ The design, in words:
   ``looks * (1 - confidence) / 2`` per side, under 2% even for a candidate
   whose true speedup sits exactly on ``min_speedup`` (with independent
   rounds; in synthetic rounds whose ratios follow an AR(1) process with
-  correlation 0.5 / 0.9, about 4% / 9% of such candidates passed, against
-  20% / 50% before the autocorrelation correction; tests/test_stats.py).
+  correlation 0.5 / 0.9, 3% / 7% of such candidates passed, against
+  20% / 51% before the autocorrelation correction;
+  bench/bench_speed_threshold.py, bench/RESULTS.md).
 * No verdict before ``MIN_ROUNDS`` usable rounds (rounds with a zero time
   do not count). Still straddling when the time budget is spent:
   inconclusive.
