@@ -302,3 +302,17 @@ def test_a_verdict_needs_the_minimum_number_of_usable_rounds():
         measure_round, min_speedup=1.1, confidence=0.99, budget=1.0, clock=lambda: 0.0, max_rounds=5
     )
     assert result.verdict == INCONCLUSIVE
+
+
+def test_a_difference_within_the_systematic_allowance_is_never_called():
+    # Two instances of the same function differ by up to ~1-3% between runs
+    # on a real machine (memory layout, code placement): an offset rounds
+    # cannot average away. A 1% edge at min_speedup=1.0 stays inconclusive,
+    # however many rounds; so does a 1% deficit.
+    faster = simulate(1.01e-3, 1e-3, min_speedup=1.0, budget=5.0)
+    slower = simulate(1e-3, 1.01e-3, min_speedup=1.0, budget=5.0)
+    assert faster.verdict == slower.verdict == INCONCLUSIVE
+    assert faster.rounds > 1000
+    assert faster.interval.low < 0.0 < faster.interval.high
+    # a real 5% speedup is still called
+    assert simulate(1.05e-3, 1e-3, min_speedup=1.0).verdict == PASS
