@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import math
 import warnings
 
 from . import _stats
 from ._errors import CheckFailed
 from ._speed import SpeedOptions, SpeedResult, _fmt_bytes, _fmt_time
+
+_SYSTEMATIC_PCT = round((math.exp(_stats.SYSTEMATIC) - 1) * 100, 1)
 
 
 class SpeedInconclusiveWarning(UserWarning):
@@ -24,7 +27,8 @@ def describe(result: SpeedResult, rerun: str = "") -> list[str]:
     if result.interval is not None and result.speedup is not None:
         low, high = result.interval
         lines.append(
-            f"speedup: {result.speedup:.3g}x, {pct} interval [{low:.3g}x, {high:.3g}x]; "
+            f"speedup: {result.speedup:.3g}x, {pct} interval [{low:.3g}x, {high:.3g}x] "
+            f"(widened by {_SYSTEMATIC_PCT:g}% each side for offsets fixed within a run); "
             f"required: more than {result.min_speedup:g}x"
         )
     lines.append(
