@@ -40,6 +40,7 @@ from ._inputs import Args, Inputs, Maker, as_args, build, derive_seed, is_builde
 from ._report import EquivalenceReport, Problem, describe_tensor, failure_message, value_problem
 from ._tolerance import (
     GRADIENT_NOISE,
+    SLICE_RULE_MAX_ELEMENTS,
     Scratch,
     Tolerance,
     assert_close_defaults,
@@ -532,6 +533,11 @@ class _Check(GradientsMixin):
         import torch
 
         t = t.to(torch.complex128 if (t.dtype.is_complex or c.dtype.is_complex) else torch.float64)
+        if t.ndim >= 2 and t.numel() > SLICE_RULE_MAX_ELEMENTS and not self.tolerance.user:
+            self.report.add_note(
+                f"tensors over {SLICE_RULE_MAX_ELEMENTS} elements were judged without the slice rule "
+                "(each row and column on its own scale), to keep large checks cheap"
+            )
         bounds = bounds_for(c.dtype, self.dtype)
         noise_floor = None
         if grad_scale is not None:

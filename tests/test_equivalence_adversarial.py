@@ -5,6 +5,8 @@ Real tensors, small shapes; every test asserts the text a user would read.
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -199,3 +201,46 @@ def test_a_large_output_does_not_excuse_a_lost_gradient_through_a_small_one(dtyp
     assert "trial 1 of 6 (random values)" in msg
     assert "grad of input 1: shape (8, 8)" in msg
     assert "grad of input 0" not in msg
+
+
+# --- the slice rule: a row or column judged on its own scale -----------------------
+
+
+def test_a_last_row_off_by_1e_4_relative_fails_although_the_whole_tensor_hides_it():
+    def reference(x):
+        return torch.tanh(x) * 3
+
+    def candidate(x):
+        y = reference(x)
+        return torch.cat([y[:-1], y[-1:] * 1.0001])
+
+    msg = failure(candidate, reference, lambda make: (make(64, 100),))
+    assert "output: shape (64, 100), float32, cpu:" in msg
+    assert "slice [63, :] has normwise relative error 0.0001 vs allowed 2.42e-05 (the whole tensor: 1.25e-05" in msg
+    assert "worst at index (63, " in msg
+
+
+def test_one_matmul_column_10_percent_off_fails_in_bfloat16():
+    def candidate(a, b):
+        y = a @ b
+        return torch.cat([y[:, :-1], y[:, -1:] * 1.1], 1)
+
+    msg = failure(candidate, lambda a, b: a @ b, lambda make: (make(32, 64), make(64, 16)), dtype=torch.bfloat16)
+    assert "slice [:, 15] has normwise relative error 0.0994 vs allowed 0.0394" in msg
+    assert "worst at index (" in msg and ", 15): candidate" in msg
+
+
+def test_columns_far_below_the_tensors_scale_are_judged_on_their_own():
+    def reference(x, scale):
+        return x * scale
+
+    def candidate(x, scale):  # the columns below 1 are doubled: 1e-6 of the tensor's norm
+        return torch.where(scale < 1, 2 * x * scale, x * scale)
+
+    def inputs(make):
+        return make(64, 100), torch.logspace(-6, 6, 100, dtype=make.dtype)
+
+    msg = failure(candidate, reference, inputs)
+    assert "output: shape (64, 100), float32, cpu:" in msg
+    assert "slice [:, 49] has normwise relative error 1 vs allowed" in msg
+    assert re.search(r"the whole tensor: \d\.\d+e-07 vs 2\.42e-05", msg)
