@@ -325,7 +325,21 @@ def compare_speed(
             want_memory = options.max_memory_ratio is not None or device.type == "cuda"
         peaks: tuple[int | None, int | None] = (None, None)
         if want_memory:
-            peaks = (peak_memory(ref_call, device), peak_memory(cand_call, device))
+            measured_peaks = []
+            for role, fn, call in (
+                ("reference", reference, ref_call),
+                ("candidate", candidate, cand_call),
+            ):
+                try:
+                    measured_peaks.append(peak_memory(call, device))
+                except Exception as exc:
+                    raise with_context(
+                        exc,
+                        f"while measuring the peak memory of the {role} ({_name(fn)}) "
+                        f"[assert_faster_than_reference, device {device}, inputs "
+                        f"({_shapes(args)})]",
+                    ) from None
+            peaks = (measured_peaks[0], measured_peaks[1])
 
     def median(values: Sequence[float]) -> float | None:
         return statistics.median(values) if values else None

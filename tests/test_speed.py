@@ -347,3 +347,20 @@ def test_an_interval_that_straddles_at_the_budget_says_inconclusive_with_the_int
         "quieter, or accept it with --effective-torch-inconclusive=skip or warn"
     )
     assert "first calls (not in the rounds): reference 2 ms, candidate 1.5 ms" in str(info.value)
+
+
+def test_a_crash_while_measuring_memory_is_an_error_with_context():
+    def fails_under_the_profiler(x):
+        if torch.autograd.profiler._is_profiler_enabled:
+            raise RuntimeError("not profilable")
+        return x * 2
+
+    with pytest.raises(Exception) as info:
+        assert_faster_than_reference(
+            fails_under_the_profiler, busy(20), inputs, min_speedup=1e-6, max_memory_ratio=10,
+            time_budget=0.3,
+        )
+    assert not isinstance(info.value, CheckFailed)
+    text = notes(info.value)
+    assert "not profilable" in text
+    assert "while measuring the peak memory of the candidate (fails_under_the_profiler)" in text
