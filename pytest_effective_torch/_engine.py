@@ -90,6 +90,18 @@ def _module_params(module: Any) -> list[tuple[str, torch.Tensor]]:
     return [(name, p) for name, p in module.named_parameters() if p.requires_grad]
 
 
+def _shared_buffers(cand: Any, ref: Any) -> list[tuple[str, Any, Any]]:
+    """(name, candidate buffer, reference buffer) for buffers both modules name and shape alike."""
+    if cand is None or ref is None:
+        return []
+    ref_buffers = dict(ref.named_buffers())
+    return [
+        (name, b, ref_buffers[name])
+        for name, b in cand.named_buffers()
+        if name in ref_buffers and ref_buffers[name].shape == b.shape
+    ]
+
+
 def _snapshot(args: Args) -> dict[int | str, Any]:
     """Per argument: its container skeleton and its tensors' version counters, before a call."""
     return {
@@ -311,8 +323,15 @@ class _Check(GradientsMixin):
         suffix = " (candidate under torch.no_grad)"
         args = _map_args(pristine, _clone_layout)
         snapshot = _snapshot(args)
+        module = self.cand.module
         with torch.no_grad():
+            # The extra call must not advance the module's state (running
+            # statistics) past the reference's: its buffers are put back.
+            saved = {name: b.clone() for name, b in module.named_buffers()} if module is not None else {}
             out = self._call(self.cand, args, rng_seed, trial, total, mode=" under torch.no_grad")
+            for name, b in module.named_buffers() if module is not None else ():
+                if name in saved:
+                    b.copy_(saved[name])
         seen = {p.path for p in problems}
         problems += [p for p in self._mutation_problems(args, pristine, snapshot) if p.path not in seen]
         leaves, structure = pair(out, ref_out, "output")
@@ -365,6 +384,12 @@ class _Check(GradientsMixin):
             label = f"{_arg_label(key)} after the call"
             c_val, r_val = _arg_value(cand_args, key), _arg_value(pristine, key)
             more, more_problems = pair(c_val, r_val, label)
+            leaves += more
+            structure += more_problems
+        # Module state the call changed (BatchNorm's running statistics):
+        # buffers both modules name and shape alike are compared like outputs.
+        for name, c_buf, r_buf in _shared_buffers(self.cand.module, self.ref.module):
+            more, more_problems = pair(c_buf, r_buf, f"buffer {name} after the call")
             leaves += more
             structure += more_problems
         problems += structure
@@ -483,6 +508,9 @@ class _Check(GradientsMixin):
         index = index_leaves(truth_out, "output")
         for key in self.mutates:
             index.update(index_leaves(_arg_value(truth_args, key), f"{_arg_label(key)} after the call"))
+        if self.truth is not None and self.truth.module is not None:
+            for name, t_buf in self.truth.module.named_buffers():
+                index[f"buffer {name} after the call"] = t_buf
         if self.truth is None:
             return index
         for leaf in leaves:

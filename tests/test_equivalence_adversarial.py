@@ -244,3 +244,33 @@ def test_columns_far_below_the_tensors_scale_are_judged_on_their_own():
     assert "output: shape (64, 100), float32, cpu:" in msg
     assert "slice [:, 49] has normwise relative error 1 vs allowed" in msg
     assert re.search(r"the whole tensor: \d\.\d+e-07 vs 2\.42e-05", msg)
+
+
+# --- module state ---------------------------------------------------------------------
+
+
+class BatchNormForgettingItsStatistics(torch.nn.BatchNorm1d):
+    def forward(self, x):  # right in training mode, but never updates the running statistics
+        mean, var = x.mean(0), x.var(0, unbiased=False)
+        return (x - mean) / torch.sqrt(var + self.eps) * self.weight + self.bias
+
+
+class BatchNormRewritten(torch.nn.BatchNorm1d):
+    def forward(self, x):
+        mean, var = x.mean(0), x.var(0, unbiased=False)
+        with torch.no_grad():
+            self.num_batches_tracked += 1
+            self.running_mean.lerp_(mean, self.momentum)
+            self.running_var.lerp_(x.var(0, unbiased=True), self.momentum)
+        return (x - mean) / torch.sqrt(var + self.eps) * self.weight + self.bias
+
+
+def test_buffers_the_call_changes_are_compared_like_outputs():
+    msg = failure(BatchNormForgettingItsStatistics(8), torch.nn.BatchNorm1d(8), lambda make: (make(16, 8),))
+    assert "buffer running_mean after the call: shape (8,), float32, cpu:" in msg
+    assert "buffer num_batches_tracked after the call: shape (), int64, cpu: 1 of 1 elements differ" in msg
+
+
+def test_a_module_that_updates_its_statistics_like_the_reference_passes():
+    report = assert_same_as_reference(BatchNormRewritten(8), torch.nn.BatchNorm1d(8), lambda make: (make(16, 8),))
+    assert "buffer running_var after the call (trial 6)" in report.outputs
