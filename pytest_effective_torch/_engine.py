@@ -11,9 +11,10 @@ listing every problem in it.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -88,6 +89,18 @@ def _module_params(module: Any) -> list[tuple[str, torch.Tensor]]:
     if module is None:
         return []
     return [(name, p) for name, p in module.named_parameters() if p.requires_grad]
+
+
+@contextlib.contextmanager
+def _buffers_kept(module: Any) -> Iterator[None]:
+    """Put a module's buffers back to their values on entry (no-op for functions)."""
+    saved = {name: b.clone() for name, b in module.named_buffers()} if module is not None else {}
+    try:
+        yield
+    finally:
+        for name, b in module.named_buffers() if module is not None else ():
+            if name in saved:
+                b.copy_(saved[name])
 
 
 def _shared_buffers(cand: Any, ref: Any) -> list[tuple[str, Any, Any]]:
@@ -323,15 +336,23 @@ class _Check(GradientsMixin):
         suffix = " (candidate under torch.no_grad)"
         args = _map_args(pristine, _clone_layout)
         snapshot = _snapshot(args)
-        module = self.cand.module
-        with torch.no_grad():
-            # The extra call must not advance the module's state (running
-            # statistics) past the reference's: its buffers are put back.
-            saved = {name: b.clone() for name, b in module.named_buffers()} if module is not None else {}
-            out = self._call(self.cand, args, rng_seed, trial, total, mode=" under torch.no_grad")
-            for name, b in module.named_buffers() if module is not None else ():
-                if name in saved:
-                    b.copy_(saved[name])
+        mode = " under torch.no_grad"
+        # The extra calls must not advance module state (running statistics)
+        # past the other side's: buffers are put back afterwards.
+        with torch.no_grad(), _buffers_kept(self.cand.module), _buffers_kept(self.ref.module):
+            try:
+                out = self._call(self.cand, args, rng_seed, trial, total, mode=mode)
+            except Exception:
+                # Code that needs autograd inside (forces as -dE/dx) cannot run
+                # here; that is no bug if the reference cannot either.
+                try:
+                    self._call(self.ref, _map_args(pristine, _clone_layout), rng_seed, trial, total, mode=mode)
+                except Exception:
+                    self.report.add_note(
+                        "no check under torch.no_grad: the candidate and the reference both raise there"
+                    )
+                    return
+                raise
         seen = {p.path for p in problems}
         problems += [p for p in self._mutation_problems(args, pristine, snapshot) if p.path not in seen]
         leaves, structure = pair(out, ref_out, "output")
@@ -398,11 +419,13 @@ class _Check(GradientsMixin):
         for leaf in leaves:
             self._judge_leaf(leaf, truth_index, trial, problems)
 
-        if passed_before == 0 and not structure:
-            self._no_grad_run(trial, total, pristine, rng_seed, ref_out, truth_index, problems)
-
         if grad_ok and not structure:
             problems += self._gradients(trial, total, leaves, truth_index, cand_args, pristine, truth_args)
+
+        # After the backward passes: module buffers saved for backward must
+        # not be touched before them.
+        if passed_before == 0 and not structure:
+            self._no_grad_run(trial, total, pristine, rng_seed, ref_out, truth_index, problems)
 
         if problems:
             notes = list(self.report.notes)

@@ -274,3 +274,20 @@ def test_buffers_the_call_changes_are_compared_like_outputs():
 def test_a_module_that_updates_its_statistics_like_the_reference_passes():
     report = assert_same_as_reference(BatchNormRewritten(8), torch.nn.BatchNorm1d(8), lambda make: (make(16, 8),))
     assert "buffer running_var after the call (trial 6)" in report.outputs
+
+
+def forces(x):  # needs autograd inside: -dE/dx of E = sum(x**4) / 4
+    energy = (x**4).sum() / 4
+    return -torch.autograd.grad(energy, x, create_graph=True)[0]
+
+
+def test_code_that_needs_autograd_inside_is_not_failed_when_the_reference_needs_it_too():
+    report = assert_same_as_reference(forces, forces, lambda make: (make(4, 3),))
+    assert "no check under torch.no_grad: the candidate and the reference both raise there" in report.notes
+
+
+def test_a_candidate_that_alone_breaks_under_no_grad_is_a_crash_with_that_context():
+    with pytest.raises(RuntimeError) as info:
+        assert_same_as_reference(forces, lambda x: -(x**3), lambda make: (make(4, 3),))
+    context = "\n".join(getattr(info.value, "__notes__", [])) + str(info.value.__cause__ or "")
+    assert "while running the candidate under torch.no_grad in trial 1 of 6" in context
