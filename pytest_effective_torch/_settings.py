@@ -260,7 +260,15 @@ def add_options(parser: pytest.Parser) -> None:
                 metavar=(spec.cli_name or spec.key).upper(),
                 help=spec.help,
             )
-        parser.addini(spec.ini, help=spec.help, default="")
+        # Lists and booleans get pytest's own ini types, so a pyproject.toml
+        # may write them as TOML lists and booleans; scalars stay strings
+        # (typed scalar ini options need pytest >= 8.4).
+        if spec.multiple:
+            parser.addini(spec.ini, help=spec.help, type="args", default=[])
+        elif spec.flag_only:
+            parser.addini(spec.ini, help=spec.help, type="bool", default=None)
+        else:
+            parser.addini(spec.ini, help=spec.help, default="")
 
 
 def add_headline_flag(parser: pytest.Parser, flag: str, key: str) -> bool:
@@ -293,6 +301,8 @@ def _raw_values(config: pytest.Config, spec: OptionSpec) -> tuple[str | None, st
         if env is not None and env.strip():
             return env, f"environment variable {spec.env}"
     ini = config.getini(spec.ini)
+    if isinstance(ini, bool):
+        return ("true" if ini else "false"), f"ini option {spec.ini}"
     if isinstance(ini, list):
         ini = ",".join(ini)
     if ini and str(ini).strip():

@@ -280,3 +280,32 @@ def test_every_public_name_resolves_and_loading_the_plugin_skips_the_engines(
     result = pytester.run(sys_executable(), "check.py")
     assert result.ret == 0, result.stderr.str()
     result.stdout.fnmatch_lines(["public API ok"])
+
+
+def test_pyproject_lists_and_booleans_are_accepted_without_warnings(pytester: pytest.Pytester) -> None:
+    pytester.makepyprojecttoml(
+        """
+        [tool.pytest.ini_options]
+        effective_torch_dtypes = ["float32", "float64"]
+        effective_torch_devices = ["cpu"]
+        effective_torch_flush_l2 = true
+        effective_torch_seed = "11"
+        """
+    )
+    pytester.makepyfile(TEST_FILE)
+    result = pytester.runpytest("-v", "-W", "error::pytest.PytestWarning")
+    assert result.ret == 0, result.stdout.str()
+    result.stdout.fnmatch_lines(
+        [
+            "effective-torch: dtypes: float32, float64 [[]ini option effective_torch_dtypes[]]",
+            "effective-torch: seed: --effective-torch-seed=11",
+        ]
+    )
+    result.assert_outcomes(passed=2)
+
+
+def test_ini_lists_may_use_commas_or_spaces(pytester: pytest.Pytester) -> None:
+    pytester.makeini("[pytest]\neffective_torch_dtypes = float32, float64 bfloat16\n")
+    pytester.makepyfile(TEST_FILE)
+    result = pytester.runpytest("-v")
+    result.assert_outcomes(passed=3)
