@@ -70,6 +70,7 @@ def test_every_claim_but_speed_holds_and_the_table_lists_it(main_run):
     assert main_run.returncode == 0, main_run.stdout[-3000:] + main_run.stderr
     out = main_run.stdout
     assert "devices: cpu [command line]" in out
+    assert "PytestAssertRewriteWarning" not in out + main_run.stderr
     assert "test_stabler[cpu-float16-softmax.stable:stabler] PASSED" in out
     table = out.split("reference_impls: the guide's claims")[1]
     assert table.splitlines()[1].split()[:3] == ["claim", "the", "guide"]
