@@ -19,6 +19,7 @@ def peak_memory(call: Callable[[], Any], device: torch.device) -> int | None:
 
     None where this device has no way to tell (MPS, other backends).
     """
+    __tracebackhide__ = True  # a crash shows the user's frames, not ours
     if device.type == "cuda":
         return _peak_cuda(call, device)
     if device.type == "cpu":
@@ -27,6 +28,7 @@ def peak_memory(call: Callable[[], Any], device: torch.device) -> int | None:
 
 
 def _peak_cuda(call: Callable[[], Any], device: torch.device) -> int:
+    __tracebackhide__ = True
     import torch
 
     torch.cuda.synchronize(device)
@@ -41,6 +43,7 @@ def _peak_cuda(call: Callable[[], Any], device: torch.device) -> int:
 
 def _peak_cpu(call: Callable[[], Any]) -> int:
     """Replay the profiler's allocation events in time order and keep the maximum."""
+    __tracebackhide__ = True
     from torch.profiler import ProfilerActivity, profile
 
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:

@@ -197,7 +197,8 @@ def assert_faster_than_reference(
     verdict (both are reported); ``flush_l2`` flushes the CUDA L2 cache
     before every timed call.
     """
-    options = SpeedOptions(
+    __tracebackhide__ = True
+    options = _options(
         min_speedup=min_speedup,
         device=device,
         dtype=dtype,
@@ -216,6 +217,15 @@ def assert_faster_than_reference(
     from ._speed_verdict import conclude
 
     return conclude(compare_speed(candidate, reference, inputs, options), options)
+
+
+def _options(**kwargs: Any) -> SpeedOptions:
+    """Validated options; a bad argument is raised without the validator's frames."""
+    __tracebackhide__ = True
+    try:
+        return SpeedOptions(**kwargs)
+    except (TypeError, ValueError) as exc:
+        raise exc.with_traceback(None) from None
 
 
 def _name(fn: Any) -> str:
@@ -324,7 +334,7 @@ class SpeedFixture:
                 f"assert_faster_than_reference() got unexpected keyword argument(s) {unknown}"
             )
         self._check_name(name)
-        options = SpeedOptions(
+        options = _options(
             min_speedup=min_speedup,
             backward=backward,
             max_memory_ratio=max_memory_ratio,
@@ -372,6 +382,7 @@ class SpeedFixture:
             self._request.node.user_properties.append((ROW_KEY, row))
 
     def _check_name(self, name: str | None) -> None:
+        __tracebackhide__ = True
         if name is not None and (not isinstance(name, str) or not name.strip()):
             raise ValueError(f"name must be a non-empty string, got {name!r}")
         if name in self._names or (self._names and name is None):

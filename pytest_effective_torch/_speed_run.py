@@ -83,6 +83,10 @@ def _with_grad_leaves(args: Args) -> tuple[Args, list[Any]]:
     return new, leaves
 
 
+class _BackwardMisuse(Exception):
+    """``backward=True`` where it cannot apply: re-raised as a plain ValueError."""
+
+
 def _make_call(
     fn: Callable[..., Any], args: Args, backward: bool, role: str, device: Any
 ) -> tuple[Callable[[], Any], float]:
@@ -93,11 +97,13 @@ def _make_call(
     output requires grad, so its cost (where torch.compile compiles the
     forward, lazy modules initialise) is the one reported as first call.
     """
+    __tracebackhide__ = True
     from ._timing import synchronize, time_once
 
     if not backward:
 
         def forward() -> Any:
+            __tracebackhide__ = True
             return fn(*args.args, **args.kwargs)
 
         return forward, time_once(forward, device)
@@ -106,7 +112,7 @@ def _make_call(
 
     grad_args, leaves = _with_grad_leaves(args)
     if not leaves:
-        raise ValueError(
+        raise _BackwardMisuse(
             "backward=True needs at least one floating-point tensor among the inputs; "
             f"got ({_shapes(args)})"
         )
@@ -116,7 +122,7 @@ def _make_call(
     start = time.perf_counter()
     probe = [t for t in _tensors(fn(*grad_args.args, **grad_args.kwargs)) if t.requires_grad]
     if not probe:
-        raise ValueError(
+        raise _BackwardMisuse(
             f"backward=True but no output of the {role} ({_name(fn)}) requires grad; "
             "is it computed under torch.no_grad() or detached?"
         )
@@ -127,6 +133,7 @@ def _make_call(
     del probe
 
     def forward_backward() -> Any:
+        __tracebackhide__ = True
         for tensor in cleared:
             tensor.grad = None
         outs = [t for t in _tensors(fn(*grad_args.args, **grad_args.kwargs)) if t.requires_grad]
@@ -135,23 +142,30 @@ def _make_call(
     return forward_backward, first
 
 
+def _context(
+    what: str, device: Any, dtype: Any, args: Args, options: SpeedOptions, hint: str = ""
+) -> str:
+    """The note a crash in user code gets: what was running, on what, how to rerun."""
+    where = f"device {device}" + (f", dtype {_dtype_text(dtype)}" if dtype is not None else "")
+    text = (
+        f"effective-torch: while {what} [assert_faster_than_reference, {where}, "
+        f"inputs ({_shapes(args)})" + (", forward+backward" if options.backward else "") + "]"
+        + hint
+    )
+    return text + (f"\n{options.rerun}" if options.rerun else "")
+
+
 def _first_call(
-    fn: Callable[..., Any], args: Args, options: SpeedOptions, role: str, device: Any
+    fn: Callable[..., Any], args: Args, options: SpeedOptions, role: str, device: Any, dtype: Any
 ) -> tuple[Callable[[], Any], float]:
     """Build the timed callable and time its first call; user crashes get context."""
-    context = (
-        f"while calling the {role} ({_name(fn)}) for its first timed call "
-        f"[assert_faster_than_reference, device {device}, inputs ({_shapes(args)})"
-        + (", forward+backward" if options.backward else "")
-        + "]"
-    )
+    __tracebackhide__ = True
     try:
         return _make_call(fn, args, options.backward, role, device)
-    except ValueError as exc:
-        if "backward=True" in str(exc):
-            raise
-        raise with_context(exc, context) from None
+    except _BackwardMisuse as exc:
+        raise ValueError(str(exc)) from None
     except Exception as exc:
+        context = _context(f"calling the {role} ({_name(fn)}) for its first call", device, dtype, args, options)
         raise with_context(exc, context) from None
 
 
@@ -162,6 +176,7 @@ def _warm_up(
 
     Returns each side's fastest warm call (seconds), used to size the blocks.
     """
+    __tracebackhide__ = True
     from ._timing import time_once
 
     best = {role: math.inf for role in calls}
@@ -219,6 +234,7 @@ def compare_speed(
     ``skipped``. ``lock`` (a context manager) is held around the
     measurement, to serialize timing across processes on one device.
     """
+    __tracebackhide__ = True
     import torch
 
     from ._memory import peak_memory
@@ -233,12 +249,12 @@ def compare_speed(
     maker_device = torch.device(device) if device is not None else torch.device("cpu")
     try:
         args = build(inputs, Maker(maker_device, dtype, options.seed))
-    except TypeError:
-        raise
+    except TypeError as exc:
+        if "must be a tuple of positional arguments or Args" in str(exc):
+            raise exc.with_traceback(None) from None  # bad inputs, not a crash: no internals
+        raise with_context(exc, _build_context(maker_device, dtype, options)) from None
     except Exception as exc:
-        raise with_context(
-            exc, f"while building the inputs of assert_faster_than_reference on {maker_device}"
-        ) from None
+        raise with_context(exc, _build_context(maker_device, dtype, options)) from None
     device = torch.device(device) if device is not None else _first_device(args)
     if options.max_memory_ratio is not None and device.type not in ("cpu", "cuda"):
         raise ValueError(
@@ -264,8 +280,8 @@ def compare_speed(
     timer_kind = options.timer if device.type == "cuda" else "host"
 
     with lock or contextlib.nullcontext(), pinned_threads(device, options.threads) as threads:
-        ref_call, ref_first = _first_call(reference, args, options, "reference", device)
-        cand_call, cand_first = _first_call(candidate, args, options, "candidate", device)
+        ref_call, ref_first = _first_call(reference, args, options, "reference", device, dtype)
+        cand_call, cand_first = _first_call(candidate, args, options, "candidate", device, dtype)
         if not measure:
             return SpeedResult(
                 verdict="skipped", speedup=None, interval=None, reference_time=None,
@@ -276,12 +292,19 @@ def compare_speed(
 
         started = time.perf_counter()
         running = ["reference"]  # the side being called, for a crash's context
+
+        def timing_context(role: str) -> str:
+            fn = candidate if role == "candidate" else reference
+            what = f"timing the {role} ({_name(fn)}) after its first call succeeded"
+            hint = ": it fails on a repeated call (state kept between calls, inputs changed in place?)"
+            return _context(what, device, dtype, args, options, hint)
+
         try:
             best = _warm_up(
                 {"reference": ref_call, "candidate": cand_call}, device, options.time_budget, running
             )
         except Exception as exc:
-            raise with_context(exc, _timing_context(running[0], candidate, reference, args)) from None
+            raise with_context(exc, timing_context(running[0])) from None
         flush_l2 = options.flush_l2 and device.type == "cuda"  # only CUDA has one
         n_ref = _block_calls(best["reference"], flush_l2)
         n_cand = _block_calls(best["candidate"], flush_l2)
@@ -290,6 +313,7 @@ def compare_speed(
         dev: dict[str, list[float]] = {"reference": [], "candidate": []}
 
         def one(role: str, call: Callable[[], Any], n: int) -> float:
+            __tracebackhide__ = True
             running[0] = role
             timing = clock.time(call, n)
             host[role].append(timing.host)
@@ -298,6 +322,7 @@ def compare_speed(
             return timing.device if timer_kind == "device" and timing.device is not None else timing.host
 
         def measure_round(reference_first: bool) -> tuple[float, float]:
+            __tracebackhide__ = True
             if reference_first:
                 ref = one("reference", ref_call, n_ref)
                 cand = one("candidate", cand_call, n_cand)
@@ -317,7 +342,7 @@ def compare_speed(
                     clock=time.perf_counter,
                 )
         except Exception as exc:
-            raise with_context(exc, _timing_context(running[0], candidate, reference, args)) from None
+            raise with_context(exc, timing_context(running[0])) from None
         elapsed = time.perf_counter() - started
 
         want_memory = options.measure_memory
@@ -333,12 +358,8 @@ def compare_speed(
                 try:
                     measured_peaks.append(peak_memory(call, device))
                 except Exception as exc:
-                    raise with_context(
-                        exc,
-                        f"while measuring the peak memory of the {role} ({_name(fn)}) "
-                        f"[assert_faster_than_reference, device {device}, inputs "
-                        f"({_shapes(args)})]",
-                    ) from None
+                    what = f"measuring the peak memory of the {role} ({_name(fn)})"
+                    raise with_context(exc, _context(what, device, dtype, args, options)) from None
             peaks = (measured_peaks[0], measured_peaks[1])
 
     def median(values: Sequence[float]) -> float | None:
@@ -369,13 +390,10 @@ def compare_speed(
     )
 
 
-def _timing_context(role: str, candidate: Any, reference: Any, args: Args) -> str:
-    fn = candidate if role == "candidate" else reference
-    return (
-        f"while timing the {role} ({_name(fn)}) after its first call succeeded "
-        f"[assert_faster_than_reference, inputs ({_shapes(args)})]: it fails on a "
-        "repeated call (state kept between calls, inputs changed in place?)"
-    )
+def _build_context(device: Any, dtype: Any, options: SpeedOptions) -> str:
+    where = f"device {device}" + (f", dtype {_dtype_text(dtype)}" if dtype is not None else "")
+    text = f"effective-torch: while building the inputs of assert_faster_than_reference [{where}, seed {options.seed}]"
+    return text + (f"\n{options.rerun}" if options.rerun else "")
 
 
 def _timer_description(device: Any, kind: str, flush_l2: bool) -> str:

@@ -318,6 +318,7 @@ def run_sequential(
     replay synthetic timings deterministically. Round ``i`` puts the
     reference first when ``i`` is even.
     """
+    __tracebackhide__ = True  # a crash in measure_round shows the user's frames, not ours
     looks = set(look_schedule(max_rounds))
     result = Measurement(verdict=INCONCLUSIVE, interval=None)
     start = clock()

@@ -118,6 +118,7 @@ class HostBlockTimer:
         self.clock = clock
 
     def time(self, call: Callable[[], Any], calls: int) -> BlockTime:
+        __tracebackhide__ = True  # a crash shows the user's frames, not the timer's
         synchronize(self.device)
         start = self.clock()
         for _ in range(calls):
@@ -165,6 +166,7 @@ class CudaBlockTimer:
             self._flush_buffer.zero_()
 
     def time(self, call: Callable[[], Any], calls: int) -> BlockTime:
+        __tracebackhide__ = True  # a crash shows the user's frames, not the timer's
         torch = self._torch
         with torch.cuda.device(self.device):
             # Host time: what a caller of eager code waits for.
@@ -202,6 +204,7 @@ def block_timer(device: torch.device, *, flush_l2: bool = False) -> HostBlockTim
 
 def time_once(call: Callable[[], Any], device: torch.device) -> float:
     """Synchronized wall-clock seconds of a single call (first calls, warm-up)."""
+    __tracebackhide__ = True  # a crash shows the user's frames, not the timer's
     synchronize(device)
     start = time.perf_counter()
     call()

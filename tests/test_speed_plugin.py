@@ -239,3 +239,129 @@ def test_under_xdist_verdicts_still_run_and_the_summary_says_storage_was_off(pyt
             "pytest-benchmark storage off: pytest-benchmark is disabled under pytest-xdist",
         ]
     )
+
+
+CRASHES = """
+def reshape(x):
+    return x.view(3, -1, 7)
+
+
+def test_first_call_crash(assert_faster_than_reference):
+    assert_faster_than_reference(reshape, busy(1), inputs)
+
+
+def test_crash_in_the_rounds(assert_faster_than_reference):
+    calls = [0]
+
+    def flaky(x):
+        calls[0] += 1
+        if calls[0] == 3:  # after the first call: in the warm-up or the rounds
+            raise RuntimeError("out of workspace")
+        return torch.mm(x, x)
+
+    assert_faster_than_reference(flaky, busy(20), inputs)
+
+
+def test_crash_in_backward(assert_faster_than_reference):
+    class Boom(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            return x * 2
+
+        @staticmethod
+        def backward(ctx, grad):
+            raise RuntimeError("no backward for you")
+
+    def boom(x):
+        return Boom.apply(x)
+
+    assert_faster_than_reference(boom, busy(1), inputs, backward=True)
+
+
+def test_crash_while_measuring_memory(assert_faster_than_reference):
+    def profiled_only(x):
+        if torch.autograd._profiler_enabled():
+            raise MemoryError("no memory under the profiler")
+        return x + 1
+
+    assert_faster_than_reference(profiled_only, busy(20), inputs, measure_memory=True)
+
+
+def test_twice(assert_faster_than_reference):
+    assert_faster_than_reference(busy(1), busy(20), inputs, min_speedup=2, time_budget=0.5)
+    assert_faster_than_reference(busy(1), busy(20), inputs, min_speedup=2)
+
+
+def test_bad_min_speedup(assert_faster_than_reference):
+    assert_faster_than_reference(busy(1), busy(20), inputs, min_speedup=-2)
+
+
+def test_builder_returns_a_tensor(assert_faster_than_reference):
+    assert_faster_than_reference(busy(1), busy(20), lambda make: make(4))
+
+
+def test_direct_call_crash():
+    from pytest_effective_torch import assert_faster_than_reference
+
+    assert_faster_than_reference(reshape, busy(1), (torch.ones(4, 4),))
+"""
+
+
+def test_crashes_show_the_users_frames_and_context_never_the_speed_engines(pytester):
+    make_tests(pytester, CRASHES)
+    result = run(pytester)
+    result.assert_outcomes(failed=8)
+    out = result.stdout.str()
+    for internal in (
+        "_speed_run.py", "_timing.py", "_speed.py", "_stats.py", "_memory.py",
+        "_speed_verdict.py", "_benchmark_bridge.py", "_check_name", "<string>",
+    ):  # fmt: skip
+        assert internal not in out, internal
+    result.stdout.fnmatch_lines(
+        [
+            # first call: the user's frame, then the context and the rerun line
+            ">*return x.view(3, -1, 7)",
+            "E*RuntimeError: shape '[[]3, -1, 7[]]' is invalid for input of size 2304",
+            "E*effective-torch: while calling the candidate (reshape) for its first call "
+            "[[]assert_faster_than_reference, device cpu, dtype float32, inputs ((48, 48) float32)[]]",
+            "E*rerun: pytest 'test_mine.py::test_first_call_crash[[]cpu-float32[]]' --effective-torch-seed=0*",
+        ]
+    )
+    result.stdout.fnmatch_lines(
+        [
+            '>*raise RuntimeError("out of workspace")',
+            "E*RuntimeError: out of workspace",
+            "E*effective-torch: while timing the candidate (flaky) after its first call succeeded "
+            "[[]assert_faster_than_reference, device cpu, dtype float32, inputs ((48, 48) float32)[]]*",
+            "E*rerun: pytest 'test_mine.py::test_crash_in_the_rounds[[]cpu-float32[]]'*",
+        ]
+    )
+    result.stdout.fnmatch_lines(
+        [
+            '>*raise RuntimeError("no backward for you")',
+            "E*RuntimeError: no backward for you",
+            "E*effective-torch: while calling the candidate (boom) for its first call "
+            "[[]assert_faster_than_reference, device cpu, dtype float32, inputs ((48, 48) float32), "
+            "forward+backward[]]",
+        ]
+    )
+    result.stdout.fnmatch_lines(
+        [
+            '>*raise MemoryError("no memory under the profiler")',
+            "E*effective-torch: while measuring the peak memory of the candidate (profiled_only)*",
+            "E*rerun: pytest 'test_mine.py::test_crash_while_measuring_memory[[]cpu-float32[]]'*",
+        ]
+    )
+    result.stdout.fnmatch_lines(
+        [
+            ">*assert_faster_than_reference(busy(1), busy(20), inputs, min_speedup=2)",
+            "E*ValueError: assert_faster_than_reference was already called in this test*",
+        ]
+    )
+    result.stdout.fnmatch_lines(
+        [
+            ">*assert_faster_than_reference(busy(1), busy(20), inputs, min_speedup=-2)",
+            "E*ValueError: min_speedup must be a positive finite number, got -2",
+        ]
+    )
+    result.stdout.fnmatch_lines([">*assert_faster_than_reference(reshape, busy(1), (torch.ones(4, 4),))"])
