@@ -378,6 +378,9 @@ class _Check(GradientsMixin):
             truth_device = self.truth_device
             truth_args = _map_args(pristine, lambda t: _to_truth_dtype(t, truth_device).requires_grad_(t.requires_grad))
         cand_args = _map_args(pristine, lambda t: _clone_layout(t).requires_grad_(t.requires_grad))
+        # The reference writes into declared-mutated arguments of ``pristine``;
+        # the extra no_grad run needs the values from before that.
+        before_calls = _map_args(pristine, _clone_layout) if passed_before == 0 and self.mutates else pristine
         versions = _snapshot(cand_args)
         rng_seed = derive_seed(trial.seed, "rng")
 
@@ -425,7 +428,7 @@ class _Check(GradientsMixin):
         # After the backward passes: module buffers saved for backward must
         # not be touched before them.
         if passed_before == 0 and not structure:
-            self._no_grad_run(trial, total, pristine, rng_seed, ref_out, truth_index, problems)
+            self._no_grad_run(trial, total, before_calls, rng_seed, ref_out, truth_index, problems)
 
         if problems:
             notes = list(self.report.notes)

@@ -359,3 +359,28 @@ def test_complex_outputs_and_gradients_are_judged_too():
     assert report.truth.startswith("float64")
     with pytest.raises(CheckFailed, match="elements differ"):
         assert_same_as_reference(lambda x: dft(x).conj(), torch.fft.fft, inputs)
+
+
+def test_a_declared_in_place_write_passes_against_the_same_function():
+    # The extra no_grad run must start from the inputs as built, not from the
+    # values the reference already wrote into the declared argument.
+    def add_into(out, x):
+        return out.add_(x)
+
+    report = assert_same_as_reference(
+        add_into, add_into, lambda make: (make(3), make(3)), mutates=(0,), check_grad=False
+    )
+    assert report.trials
+
+
+def test_a_wrong_in_place_write_into_a_declared_argument_still_fails():
+    def add_into(out, x):
+        return out.add_(x)
+
+    def sub_into(out, x):
+        return out.sub_(x)
+
+    with pytest.raises(CheckFailed, match="input 0 after the call"):
+        assert_same_as_reference(
+            sub_into, add_into, lambda make: (make(3), make(3)), mutates=(0,), check_grad=False
+        )
