@@ -271,6 +271,7 @@ class _Check(GradientsMixin):
         return self.report
 
     def _build(self, trial: Trial, total: int) -> Args:
+        __tracebackhide__ = True
         import torch
 
         if not self.builder:

@@ -165,6 +165,7 @@ def is_builder(inputs: object) -> bool:
 
 def as_args(value: object, *, what: str = "inputs") -> Args:
     """Turn a tuple, list or :class:`Args` into :class:`Args`; reject the rest."""
+    __tracebackhide__ = True
     if isinstance(value, Args):
         return value
     if isinstance(value, (tuple, list)):
@@ -181,6 +182,7 @@ def build(inputs: Inputs, make: Maker) -> Args:
     A builder that raises propagates its own exception; callers add the
     trial's context.
     """
+    __tracebackhide__ = True
     if is_builder(inputs):
         return as_args(inputs(make), what="the inputs builder's return value")  # type: ignore[operator]
     return as_args(inputs)

@@ -173,3 +173,38 @@ def test_several_checks_in_one_test_draw_different_inputs_and_name_the_failing_c
     result = run(pytester)
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*rerun: pytest *test_two* (check #3 in this test)*"])
+
+
+def test_a_builder_that_raises_shows_the_users_frame_not_the_engines(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import torch
+
+        def build_inputs(make):
+            raise RuntimeError("my builder broke")
+
+        def build_bare_tensor(make):
+            return make(3)
+
+        def test_raises(assert_same_as_reference):
+            assert_same_as_reference(torch.neg, torch.neg, build_inputs)
+
+        def test_bare(assert_same_as_reference):
+            assert_same_as_reference(torch.neg, torch.neg, build_bare_tensor)
+        """
+    )
+    result = pytester.runpytest()
+    result.assert_outcomes(failed=2)
+    text = result.stdout.str()
+    result.stdout.fnmatch_lines(
+        [
+            '*raise RuntimeError("my builder broke")',
+            "E*RuntimeError: my builder broke",
+            "*effective-torch: while building the inputs in trial 1*",
+        ]
+    )
+    result.stdout.fnmatch_lines(
+        ["E*TypeError: the inputs builder's return value must be a tuple of positional arguments or Args*"]
+    )
+    for internal in ("_engine.py", "_inputs.py", "_equivalence.py"):
+        assert internal not in text, internal
