@@ -222,7 +222,7 @@ class _Check(GradientsMixin):
             truth_fn, truth_mod = _prepare_callable(reference, self.truth_device, torch.float64, "reference")
             self.truth = _Side("truth", truth_fn, truth_mod, params=_module_params(truth_mod))
         self.report = EquivalenceReport()
-        self.report.truth = "float64" if self.separate_truth else "float64 (the reference itself)"
+        self.report.truth = "float64" if self.separate_truth else "float64 reference (float64 is the working dtype)"
         self.scratch = Scratch()
         self.degraded_truth_note: str | None = None
         self.suspect_seen: set[tuple[str, str]] = set()

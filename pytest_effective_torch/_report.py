@@ -122,6 +122,11 @@ class EquivalenceReport:
     def kinds(self) -> list[str]:
         return [trial.kind for trial in self.trials]
 
+    def _truth_text(self) -> str:
+        # "float64 truth", or "float64 reference (...)" when the test's own
+        # dtype is float64 and the reference run is the truth.
+        return f"{self.truth} truth" if self.truth == "float64" else self.truth
+
     def add_note(self, note: str) -> None:
         if note not in self.notes:
             self.notes.append(note)
@@ -137,7 +142,7 @@ class EquivalenceReport:
         kinds = ", ".join(f"{k} x{n}" if n > 1 else k for k, n in counts.items())
         lines = [
             f"{len(self.trials)} trials ({kinds}); {len(self.outputs)} output and "
-            f"{len(self.gradients)} gradient comparisons against the {self.truth} truth",
+            f"{len(self.gradients)} gradient comparisons against the {self._truth_text()}",
         ]
         if self.worst is not None:
             lines.append(f"worst: {self.worst}")
