@@ -11,6 +11,7 @@ import json
 import pytest
 import torch
 import torch.nn.functional as F
+from _broken import BadSquare
 
 from pytest_effective_torch import CheckFailed
 
@@ -33,18 +34,6 @@ def rows(make):
     return (make(8, 12),)
 
 
-class _BadSquare(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x):
-        ctx.save_for_backward(x)
-        return x * x
-
-    @staticmethod
-    def backward(ctx, grad):
-        (x,) = ctx.saved_tensors
-        return grad * x
-
-
 def test_a_stable_rewrite_passes_and_the_unstable_one_fails_on_this_device(assert_same_as_reference, device):
     report = assert_same_as_reference(stable_softmax, torch_softmax, rows)
     assert report.kinds[-2:] == ["large", "small"]
@@ -57,7 +46,7 @@ def test_a_stable_rewrite_passes_and_the_unstable_one_fails_on_this_device(asser
 
 def test_wrong_gradients_layouts_and_mutations_are_caught_on_this_device(assert_same_as_reference):
     with pytest.raises(CheckFailed, match="grad of input 0"):
-        assert_same_as_reference(_BadSquare.apply, lambda x: x * x, rows)
+        assert_same_as_reference(BadSquare.apply, lambda x: x * x, rows)
 
     def contiguous_only(x):
         return (x.as_strided((x.numel(),), (1,)) * 2).view(x.shape)

@@ -11,6 +11,7 @@ import re
 import pytest
 import torch
 import torch.nn.functional as F
+from _broken import BadSquare
 from _crash import crash
 
 from pytest_effective_torch import CheckFailed, assert_same_as_reference
@@ -137,20 +138,8 @@ def test_float32_inside_a_float64_test_fails():
 # --- gradients ---------------------------------------------------------------
 
 
-class _BadSquare(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x):
-        ctx.save_for_backward(x)
-        return x * x
-
-    @staticmethod
-    def backward(ctx, grad):
-        (x,) = ctx.saved_tensors
-        return grad * x  # should be 2 * x
-
-
 def test_a_wrong_backward_is_caught_as_a_gradient_mismatch():
-    msg = failure(_BadSquare.apply, lambda x: x * x, rows)
+    msg = failure(BadSquare.apply, lambda x: x * x, rows)
     assert "grad of input 0: shape (6, 10), float32, cpu:" in msg
     assert "output:" not in msg  # the forward is right
 
