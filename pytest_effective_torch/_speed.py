@@ -36,7 +36,8 @@ class SpeedResult:
     reference time over candidate time, estimated from the paired rounds,
     with its ``interval`` at ``confidence``.
 
-    ``verdict`` is ``pass``, ``fail``, ``inconclusive`` or ``skipped``
+    ``verdict`` is ``pass``, ``fail``, ``inconclusive``, ``measured``
+    (``min_speedup=None``: measured, nothing asserted) or ``skipped``
     (``--benchmark-disable``); ``rounds`` and ``calls_per_round``
     (reference, candidate) say how much was measured in ``elapsed`` seconds;
     ``first_call`` (reference, candidate) holds the first calls' seconds,
@@ -53,7 +54,7 @@ class SpeedResult:
     verdict: str
     candidate_name: str
     reference_name: str
-    min_speedup: float
+    min_speedup: float | None
     speedup: float | None
     interval: tuple[float, float] | None
     confidence: float
@@ -92,10 +93,16 @@ class SpeedResult:
             text += f" [{self.interval[0]:.3g}x, {self.interval[1]:.3g}x]"
         return text
 
+    def required_text(self) -> str:
+        """``needs > 2x``, or ``measured, not asserted`` without a ``min_speedup``."""
+        if self.min_speedup is None:
+            return "measured, not asserted"
+        return f"needs > {self.min_speedup:g}x"
+
     def __str__(self) -> str:
         return (
             f"{self.candidate_name} vs {self.reference_name}: {self.verdict}, speedup "
-            f"{self.speedup_text()} (needs > {self.min_speedup:g}x), "
+            f"{self.speedup_text()} ({self.required_text()}), "
             f"{_fmt_time(self.reference_time)} vs {_fmt_time(self.candidate_time)} per call"
         )
 
@@ -104,7 +111,7 @@ class SpeedResult:
 class SpeedOptions:
     """Everything besides the callables and inputs; validated on creation."""
 
-    min_speedup: float = 1.0
+    min_speedup: float | None = 1.0
     device: Any = None
     dtype: Any = None
     seed: int = 0
@@ -120,15 +127,18 @@ class SpeedOptions:
     rerun: str = ""
 
     def __post_init__(self) -> None:
-        def positive(name: str, value: Any, *, allow_none: bool = False) -> None:
+        def positive(name: str, value: Any, *, allow_none: bool = False, none: str = "") -> None:
             if value is None and allow_none:
                 return
             if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise TypeError(f"{name} must be a number, got {value!r}")
+                raise TypeError(f"{name} must be a number{none}, got {value!r}")
             if not (value > 0 and math.isfinite(value)):
-                raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+                raise ValueError(f"{name} must be a positive finite number{none}, got {value!r}")
 
-        positive("min_speedup", self.min_speedup)
+        positive(
+            "min_speedup", self.min_speedup, allow_none=True,
+            none=" (or None: measure, do not assert)",
+        )  # fmt: skip
         positive("max_memory_ratio", self.max_memory_ratio, allow_none=True)
         positive("time_budget", self.time_budget)
         if self.threads is not None and (
@@ -156,7 +166,7 @@ def assert_faster_than_reference(
     reference: Callable[..., Any],
     inputs: Inputs,
     *,
-    min_speedup: float = 1.0,
+    min_speedup: float | None = 1.0,
     device: torch.device | str | None = None,
     backward: bool = False,
     max_memory_ratio: float | None = None,
@@ -181,6 +191,11 @@ def assert_faster_than_reference(
     ``time_budget`` seconds pass without a decision: then ``inconclusive``
     says what happens (``fail``: raise, ``skip``: pytest.skip, ``warn``:
     warn and return).
+
+    ``min_speedup=None`` measures without asserting: the rounds run until
+    the interval is precise (or the budget is spent) and the verdict is
+    ``measured``, never ``pass``; it is stored and summarized like any
+    other comparison, and ``max_memory_ratio`` is still asserted.
 
     >>> def slow(x):
     ...     return torch.stack([row.sum() for row in x])
@@ -312,7 +327,7 @@ class SpeedFixture:
         reference: Callable[..., Any],
         inputs: Inputs,
         *,
-        min_speedup: float = 1.0,
+        min_speedup: float | None = 1.0,
         backward: bool = False,
         max_memory_ratio: float | None = None,
         name: str | None = None,
@@ -369,7 +384,8 @@ class SpeedFixture:
                 verdict = "inconclusive (skipped)"
             raise
         except AssertionError:
-            verdict = result.verdict if result.verdict != "pass" else "fail (memory)"
+            speed_ok = result.verdict in (_stats.PASS, _stats.MEASURED)
+            verdict = "fail (memory)" if speed_ok else result.verdict
             raise
         finally:
             row = make_row(

@@ -269,7 +269,7 @@ def compare_speed(
     base = dict(
         candidate_name=_name(candidate),
         reference_name=_name(reference),
-        min_speedup=float(options.min_speedup),
+        min_speedup=None if options.min_speedup is None else float(options.min_speedup),
         confidence=options.confidence,
         device=str(device),
         device_name=_device_name(device),

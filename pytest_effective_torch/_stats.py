@@ -36,6 +36,10 @@ The design, in words:
 * No verdict before ``MIN_ROUNDS`` usable rounds (rounds with a zero time
   do not count). Still straddling when the time budget is spent:
   inconclusive.
+* Without a ``min_speedup`` (None) nothing is asserted: the rounds go on
+  until the interval, before the systematic widening, is within
+  ``MEASURE_PRECISION`` of the estimate on each side, or the budget is
+  spent, and the verdict is ``measured`` either way.
 """
 
 from __future__ import annotations
@@ -61,9 +65,15 @@ MAX_ROUNDS = 100_000
 #: never called.
 SYSTEMATIC = math.log(1.02)
 
+#: Half-width (log scale) at which a measurement without ``min_speedup``
+#: stops early: the statistical interval within about 10% of the estimate.
+MEASURE_PRECISION = math.log(1.1)
+
 PASS = "pass"
 FAIL = "fail"
 INCONCLUSIVE = "inconclusive"
+#: The verdict of a comparison that is measured, not asserted (``min_speedup=None``).
+MEASURED = "measured"
 
 
 # ------------------------------------------------------------ t quantiles
@@ -302,7 +312,7 @@ def log_speedups(reference: Sequence[float], candidate: Sequence[float]) -> list
 def run_sequential(
     measure_round: MeasureRound,
     *,
-    min_speedup: float,
+    min_speedup: float | None,
     confidence: float,
     budget: float,
     clock: Callable[[], float],
@@ -316,7 +326,8 @@ def run_sequential(
 
     ``clock`` is injected (``time.perf_counter`` in real use) so tests can
     replay synthetic timings deterministically. Round ``i`` puts the
-    reference first when ``i`` is even.
+    reference first when ``i`` is even. ``min_speedup=None`` measures
+    without deciding: see :data:`MEASURE_PRECISION`.
     """
     __tracebackhide__ = True  # a crash in measure_round shows the user's frames, not ours
     looks = set(look_schedule(max_rounds))
@@ -338,8 +349,13 @@ def run_sequential(
                 )  # fmt: skip
                 result.looks += 1
                 if len(samples) >= MIN_ROUNDS:
-                    result.verdict = decide(result.interval, min_speedup)
+                    if min_speedup is not None:
+                        result.verdict = decide(result.interval, min_speedup)
+                    elif (iv.high - iv.low) / 2 <= MEASURE_PRECISION:
+                        result.verdict = MEASURED
             if result.verdict != INCONCLUSIVE or out_of_time:
                 break
+    if min_speedup is None:
+        result.verdict = MEASURED  # nothing asserted: precise or not, it was measured
     result.elapsed = clock() - start
     return result

@@ -97,6 +97,16 @@ def _name(row: dict[str, Any]) -> str:
     return entry if entry.startswith(test) and entry != test else test
 
 
+def _verdict(row: dict[str, Any]) -> str:
+    """``pass (min 2x)``; ``measured (not asserted)`` for a comparison without a min_speedup."""
+    verdict, min_speedup = str(row.get("verdict")), row.get("min_speedup")
+    if isinstance(min_speedup, (int, float)):
+        return f"{verdict} (min {min_speedup:g}x)"
+    if "min_speedup" in row and min_speedup is None:
+        return f"{verdict} (not asserted)"
+    return verdict
+
+
 def table_lines(rows: list[dict[str, Any]]) -> list[str]:
     """The rows as an aligned text table, header first."""
     body = [
@@ -107,7 +117,7 @@ def table_lines(rows: list[dict[str, Any]]) -> list[str]:
             _time(row.get("reference")),
             _time(row.get("candidate")),
             _speedup(row),
-            str(row.get("verdict")) + (f" (min {row['min_speedup']:g}x)" if row.get("min_speedup") else ""),
+            _verdict(row),
         )
         for row in rows
     ]

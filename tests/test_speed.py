@@ -175,7 +175,7 @@ def test_the_candidate_needing_more_memory_than_allowed_fails():
 
     with pytest.raises(CheckFailed) as info:
         assert_faster_than_reference(
-            wasteful, lean, inputs, min_speedup=1e-6, max_memory_ratio=1.5, time_budget=0.5
+            wasteful, lean, inputs, min_speedup=None, max_memory_ratio=1.5, time_budget=0.5
         )
     message = str(info.value)
     assert message.startswith("candidate wasteful needs too much memory: peak 15.")
@@ -183,7 +183,7 @@ def test_the_candidate_needing_more_memory_than_allowed_fails():
     assert "peak memory: reference" in message
     # the other way round it passes, and both peaks are reported
     result = assert_faster_than_reference(
-        lean, wasteful, inputs, min_speedup=1e-6, max_memory_ratio=1.0, time_budget=0.5
+        lean, wasteful, inputs, min_speedup=None, max_memory_ratio=1.0, time_budget=0.5
     )
     reference_peak, candidate_peak = result.peak_memory
     assert reference_peak >= 16_000_000 > candidate_peak
@@ -192,9 +192,17 @@ def test_the_candidate_needing_more_memory_than_allowed_fails():
 @pytest.mark.parametrize(
     ("kwargs", "error", "text"),
     [
-        ({"min_speedup": 0}, ValueError, "min_speedup must be a positive finite number, got 0"),
+        (
+            {"min_speedup": 0},
+            ValueError,
+            "min_speedup must be a positive finite number (or None: measure, do not assert), got 0",
+        ),
         ({"min_speedup": float("nan")}, ValueError, "min_speedup must be a positive finite"),
-        ({"min_speedup": "2"}, TypeError, "min_speedup must be a number, got '2'"),
+        (
+            {"min_speedup": "2"},
+            TypeError,
+            "min_speedup must be a number (or None: measure, do not assert), got '2'",
+        ),
         ({"max_memory_ratio": -1.0}, ValueError, "max_memory_ratio must be a positive"),
         ({"time_budget": 0}, ValueError, "time_budget must be a positive"),
         ({"threads": 0}, ValueError, "threads must be a positive integer, got 0"),
@@ -357,10 +365,30 @@ def test_a_crash_while_measuring_memory_is_an_error_with_context():
 
     with pytest.raises(Exception) as info:
         assert_faster_than_reference(
-            fails_under_the_profiler, busy(20), inputs, min_speedup=1e-6, max_memory_ratio=10,
+            fails_under_the_profiler, busy(20), inputs, min_speedup=None, max_memory_ratio=10,
             time_budget=0.3,
         )
     assert not isinstance(info.value, CheckFailed)
     text = notes(info.value)
     assert "not profilable" in text
     assert "while measuring the peak memory of the candidate (fails_under_the_profiler)" in text
+
+
+def test_min_speedup_none_measures_without_asserting_even_a_slower_candidate():
+    result = assert_faster_than_reference(busy(20), busy(1), inputs, min_speedup=None)
+    assert result.verdict == "measured" and not result.passed
+    assert result.min_speedup is None
+    assert result.speedup < 1 and result.interval[1] < 1
+    assert "measured, not asserted" in str(result)
+    assert "pass" not in str(result)
+
+
+def test_min_speedup_none_still_asserts_the_memory_ratio():
+    def wasteful(x):
+        return x + torch.ones(4_000_000)[:1]
+
+    with pytest.raises(CheckFailed, match=r"^candidate wasteful needs too much memory") as info:
+        assert_faster_than_reference(
+            wasteful, busy(1), inputs, min_speedup=None, max_memory_ratio=1.0, time_budget=0.5
+        )
+    assert "required: nothing, min_speedup=None (measured, not asserted)" in str(info.value)

@@ -361,7 +361,30 @@ def test_crashes_show_the_users_frames_and_context_never_the_speed_engines(pytes
     result.stdout.fnmatch_lines(
         [
             ">*assert_faster_than_reference(busy(1), busy(20), inputs, min_speedup=-2)",
-            "E*ValueError: min_speedup must be a positive finite number, got -2",
+            "E*ValueError: min_speedup must be a positive finite number (or None: measure, do not assert), got -2",
         ]
     )
     result.stdout.fnmatch_lines([">*assert_faster_than_reference(reshape, busy(1), (torch.ones(4, 4),))"])
+
+
+def test_min_speedup_none_is_measured_not_passed_in_the_table_and_still_stored(pytester):
+    make_tests(
+        pytester,
+        """
+def test_measured(assert_faster_than_reference):
+    result = assert_faster_than_reference(busy(20), busy(1), inputs, min_speedup=None)
+    assert result.verdict == "measured"
+""",
+    )
+    result = run(pytester, "--benchmark-json=out.json")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(
+        ["test_mine.py::test_measured[[]cpu-float32[]]*cpu*float32*us*us*x [[]*, *[]]*measured (not asserted)"]
+    )
+    assert "pass (min" not in result.stdout.str()
+    import json
+
+    (entry,) = json.loads((pytester.path / "out.json").read_text())["benchmarks"]
+    assert entry["extra_info"]["verdict"] == "measured"
+    assert entry["extra_info"]["min_speedup"] is None
+    assert entry["extra_info"]["speedup"] < 1

@@ -36,7 +36,7 @@ def simulate(
     reference: float,
     candidate: float,
     *,
-    min_speedup: float,
+    min_speedup: float | None,
     machine: Machine = steady,
     seed: int = 0,
     budget: float = 2.0,
@@ -316,3 +316,32 @@ def test_a_difference_within_the_systematic_allowance_is_never_called():
     assert faster.interval.low < 0.0 < faster.interval.high
     # a real 5% speedup is still called
     assert simulate(1.05e-3, 1e-3, min_speedup=1.0).verdict == PASS
+
+
+# ------------------------------------------------- measured, not asserted
+
+
+def test_without_min_speedup_the_verdict_is_measured_whatever_the_speedup():
+    for reference, candidate in ((3e-3, 1e-3), (1e-3, 3e-3), (1e-3, 1e-3)):
+        result = simulate(reference, candidate, min_speedup=None)
+        assert result.verdict == _stats.MEASURED
+        assert result.interval is not None
+        assert result.interval.speedup_low < reference / candidate < result.interval.speedup_high
+
+
+def test_a_measurement_stops_once_the_interval_is_precise_not_at_the_budget():
+    result = simulate(3e-3, 1e-3, min_speedup=None, budget=10.0)
+    assert result.elapsed < 1.0
+    assert result.rounds >= _stats.MIN_ROUNDS
+    low, high = result.interval.speedup_low, result.interval.speedup_high
+    # within the precision asked for, plus the systematic allowance each side
+    assert math.log(high / low) <= 2 * (_stats.MEASURE_PRECISION + _stats.SYSTEMATIC) + 1e-12
+
+
+def test_a_noisy_measurement_is_still_measured_when_the_budget_runs_out():
+    def noisy(t: float, rng: random.Random) -> float:
+        return math.exp(rng.gauss(0.0, 1.0))
+
+    result = simulate(2e-3, 1e-3, min_speedup=None, budget=0.05, machine=noisy)
+    assert result.verdict == _stats.MEASURED
+    assert result.elapsed >= 0.05

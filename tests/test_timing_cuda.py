@@ -77,7 +77,7 @@ def test_cuda_peak_memory_decides_max_memory_ratio():
 
     with pytest.raises(CheckFailed, match="candidate wasteful needs too much memory"):
         assert_faster_than_reference(
-            wasteful, lean, inputs, device="cuda", min_speedup=1e-6, max_memory_ratio=2.0
+            wasteful, lean, inputs, device="cuda", min_speedup=None, max_memory_ratio=2.0
         )
 
 
@@ -103,7 +103,7 @@ def test_cuda_peak_memory_is_reset_for_each_side():
         return x + 1
 
     result = assert_faster_than_reference(
-        lean, wasteful, inputs, device="cuda", min_speedup=1e-6, measure_memory=True
+        lean, wasteful, inputs, device="cuda", min_speedup=None, measure_memory=True
     )
     reference_peak, candidate_peak = result.peak_memory
     assert reference_peak >= 256 * 2**20
