@@ -152,6 +152,26 @@ def test_the_speedup_drop_option_needs_a_saved_run(pytester):
     )
 
 
+def test_without_speed_tests_the_speedup_drop_option_prints_and_demands_nothing(pytester):
+    # Set in the ini file, as a project would, while running only tests without speed checks.
+    pytester.makeini("[pytest]\neffective_torch_max_speedup_drop = 10\n")
+    pytester.makepyfile(
+        test_plain="""
+def test_plain():
+    pass
+
+
+def test_other_fixture(dtype):
+    pass
+"""
+    )
+    result = run(pytester)
+    result.assert_outcomes(passed=2)
+    assert result.ret == pytest.ExitCode.OK
+    assert "effective-torch speed verdicts" not in result.stdout.str()
+    assert "needs a saved run" not in result.stdout.str()
+
+
 def test_the_synchronized_timer_drives_the_plain_benchmark_fixture(pytester):
     pytester.makepyfile(
         test_plain="""
