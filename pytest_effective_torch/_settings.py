@@ -210,7 +210,7 @@ OPTIONS: tuple[OptionSpec, ...] = (
         "flush_l2",
         _parse_bool,
         "false",
-        "Flush the CUDA L2 cache between timed rounds (outside the timed "
+        "Flush the CUDA L2 cache before every timed call (outside the timed "
         "region) to measure cold-cache speed. Default: off.",
         flag_only=True,
     ),

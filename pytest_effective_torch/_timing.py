@@ -8,7 +8,8 @@
   included) and *device time* (CUDA events around the same calls while a
   sleep kernel queued in front keeps the GPU from idling, so the events
   measure kernels, not the CPU's launch rate). An optional L2 flush runs
-  before each block, outside both timed regions.
+  before each block, outside both timed regions; with it a block is one
+  call, so every timed call starts from a cold cache.
 * MPS: host time with ``torch.mps.synchronize``.
 
 Nothing here initialises CUDA unless it is asked to time a CUDA device.

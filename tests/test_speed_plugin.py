@@ -388,3 +388,12 @@ def test_measured(assert_faster_than_reference):
     assert entry["extra_info"]["verdict"] == "measured"
     assert entry["extra_info"]["min_speedup"] is None
     assert entry["extra_info"]["speedup"] < 1
+
+
+def test_the_flush_l2_help_says_what_the_timer_does(pytester):
+    # CudaBlockTimer flushes before every block, and with the flush on a
+    # block is one call (_speed_run._block_calls): before every timed call.
+    help_text = " ".join(run(pytester, "--help").stdout.str().split())
+    flag = help_text.split("--effective-torch-flush-l2", 1)[1][:300]
+    assert "before every timed call" in flag
+    assert "between timed rounds" not in flag
