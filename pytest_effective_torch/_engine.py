@@ -284,9 +284,9 @@ class _Check(GradientsMixin):
         except TypeError as exc:
             if "inputs builder's return value" in str(exc):
                 raise
-            raise with_context(exc, self._context("building the inputs", trial, total, None)) from None
+            with_context(exc, self._context("building the inputs", trial, total, None))
         except Exception as exc:
-            raise with_context(exc, self._context("building the inputs", trial, total, None)) from None
+            with_context(exc, self._context("building the inputs", trial, total, None))
         if trial.scale is not None and not any(scaled for _, scaled in make.made):
             self.report.add_note(
                 f"the {trial.kind}-magnitude trial scaled no tensor: the builder gave every "
@@ -311,7 +311,7 @@ class _Check(GradientsMixin):
             return side.fn(*args.args, **args.kwargs)
         except Exception as exc:
             what = "running the reference on float64 copies" if side.name == "truth" else f"running the {side.name}"
-            raise with_context(exc, self._context(what + mode, trial, total, args)) from None
+            with_context(exc, self._context(what + mode, trial, total, args))
 
     def _no_grad_run(
         self,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from typing import NoReturn
 
 
 class CheckFailed(AssertionError):
@@ -24,17 +25,16 @@ class UserCodeError(Exception):
     """
 
 
-def with_context(exc: BaseException, context: str) -> BaseException:
-    """Attach ``context`` to ``exc`` raised by a candidate, reference or builder.
+def with_context(exc: BaseException, context: str) -> NoReturn:
+    """Re-raise ``exc`` (from a candidate, reference or builder) with ``context``.
 
-    Returns the exception to raise: ``exc`` itself with a note on Python
-    3.11+, otherwise a :class:`UserCodeError` whose ``__cause__`` is ``exc``.
-    Use as ``raise with_context(exc, "...") from ...``-free: callers write
-    ``raise with_context(exc, text)`` inside the ``except`` block.
+    Call it inside the ``except`` block that caught ``exc``. On Python 3.11+
+    the user's own exception is raised again with ``context`` as a note, so
+    its type, message, traceback and chain stay theirs. On 3.10 a
+    :class:`UserCodeError` carrying ``context`` is raised from it.
     """
+    __tracebackhide__ = True
     if sys.version_info >= (3, 11):
         exc.add_note(context)
-        return exc
-    wrapped = UserCodeError(f"{type(exc).__name__}: {exc}\n{context}")
-    wrapped.__cause__ = exc
-    return wrapped
+        raise exc
+    raise UserCodeError(f"{type(exc).__name__}: {exc}\n{context}") from exc

@@ -268,9 +268,9 @@ def gradcheck(
     except TypeError as exc:
         if "inputs builder's return value" in str(exc):
             raise
-        raise with_context(exc, f"effective-torch: while building the gradcheck inputs (seed={seed})\n{rerun}") from None
+        with_context(exc, f"effective-torch: while building the gradcheck inputs (seed={seed})\n{rerun}")
     except Exception as exc:
-        raise with_context(exc, f"effective-torch: while building the gradcheck inputs (seed={seed})\n{rerun}") from None
+        with_context(exc, f"effective-torch: while building the gradcheck inputs (seed={seed})\n{rerun}")
     memo: dict[int, Any] = {}
     from ._copies import _map_tensors
 
@@ -291,7 +291,7 @@ def gradcheck(
     try:
         outs = flat(*xs)
     except Exception as exc:
-        raise with_context(exc, context) from None
+        with_context(exc, context)
     report.outputs = list(flat.output_names)
     if not outs:
         raise ValueError("gradcheck: fn returned no floating tensor to differentiate")
@@ -309,7 +309,7 @@ def gradcheck(
         lines += [f"  inputs: {shapes}", rerun]
         raise CheckFailed("\n".join(lines)) from None
     except Exception as exc:
-        raise with_context(exc, context) from None
+        with_context(exc, context)
 
     if check_gradgrad:
         try:
@@ -330,7 +330,7 @@ def gradcheck(
                     "  If second derivatives are not needed (e.g. torch.compile'd code), pass "
                     f"check_gradgrad=False.\n{rerun}"
                 ) from None
-            raise with_context(exc, context) from None
+            with_context(exc, context)
     if module is not None:
         report.notes.append(f"parameters checked: {', '.join(flat.param_names) or 'none'}")
     return report

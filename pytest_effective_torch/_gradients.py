@@ -69,7 +69,7 @@ class GradientsMixin:
                     )
                 )
             except Exception as exc:
-                raise with_context(exc, self._context(f"computing gradients of the {side} (backward)", trial, total, args)) from None
+                with_context(exc, self._context(f"computing gradients of the {side} (backward)", trial, total, args))
 
         cand_params = self.cand.params
         ref_params = self.ref.params

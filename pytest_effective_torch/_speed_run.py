@@ -166,7 +166,7 @@ def _first_call(
         raise ValueError(str(exc)) from None
     except Exception as exc:
         context = _context(f"calling the {role} ({_name(fn)}) for its first call", device, dtype, args, options)
-        raise with_context(exc, context) from None
+        with_context(exc, context)
 
 
 def _warm_up(
@@ -252,9 +252,9 @@ def compare_speed(
     except TypeError as exc:
         if "must be a tuple of positional arguments or Args" in str(exc):
             raise exc.with_traceback(None) from None  # bad inputs, not a crash: no internals
-        raise with_context(exc, _build_context(maker_device, dtype, options)) from None
+        with_context(exc, _build_context(maker_device, dtype, options))
     except Exception as exc:
-        raise with_context(exc, _build_context(maker_device, dtype, options)) from None
+        with_context(exc, _build_context(maker_device, dtype, options))
     device = torch.device(device) if device is not None else _first_device(args)
     if options.max_memory_ratio is not None and device.type not in ("cpu", "cuda"):
         raise ValueError(
@@ -304,7 +304,7 @@ def compare_speed(
                 {"reference": ref_call, "candidate": cand_call}, device, options.time_budget, running
             )
         except Exception as exc:
-            raise with_context(exc, timing_context(running[0])) from None
+            with_context(exc, timing_context(running[0]))
         flush_l2 = options.flush_l2 and device.type == "cuda"  # only CUDA has one
         n_ref = _block_calls(best["reference"], flush_l2)
         n_cand = _block_calls(best["candidate"], flush_l2)
@@ -342,7 +342,7 @@ def compare_speed(
                     clock=time.perf_counter,
                 )
         except Exception as exc:
-            raise with_context(exc, timing_context(running[0])) from None
+            with_context(exc, timing_context(running[0]))
         elapsed = time.perf_counter() - started
 
         want_memory = options.measure_memory
@@ -359,7 +359,7 @@ def compare_speed(
                     measured_peaks.append(peak_memory(call, device))
                 except Exception as exc:
                     what = f"measuring the peak memory of the {role} ({_name(fn)})"
-                    raise with_context(exc, _context(what, device, dtype, args, options)) from None
+                    with_context(exc, _context(what, device, dtype, args, options))
             peaks = (measured_peaks[0], measured_peaks[1])
 
     def median(values: Sequence[float]) -> float | None:
