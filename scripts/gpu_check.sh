@@ -23,6 +23,11 @@ else
   PLUGIN=()
 fi
 
+if ! python3 -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)'; then
+  echo "gpu_check.sh: torch sees no CUDA device here; run it on a CUDA machine" >&2
+  exit 2
+fi
+
 row() { printf '| %s | %s | %s |\n' "$1" "$2" "$3" | tee -a "$summary"; }
 
 {
