@@ -278,15 +278,8 @@ class _Check(GradientsMixin):
             fn = _trials.noncontiguous_copy if trial.noncontiguous else _clone_layout
             return _map_args(self.given, fn)
         make = Maker(self.device, self.dtype, trial.seed, scale=trial.scale)
-        try:
-            with torch.no_grad():
-                args = build(self.inputs, make)
-        except TypeError as exc:
-            if "inputs builder's return value" in str(exc):
-                raise
-            with_context(exc, self._context("building the inputs", trial, total, None))
-        except Exception as exc:
-            with_context(exc, self._context("building the inputs", trial, total, None))
+        with torch.no_grad():
+            args = build(self.inputs, make, context=self._context("building the inputs", trial, total, None))
         if trial.scale is not None and not any(scaled for _, scaled in make.made):
             self.report.add_note(
                 f"the {trial.kind}-magnitude trial scaled no tensor: the builder gave every "

@@ -262,15 +262,12 @@ def gradcheck(
             return t.detach().to(device=target, dtype=torch.float64).clone().requires_grad_(True)
         return t.detach().to(device=target)
 
-    try:
-        with torch.no_grad():
-            raw = build(inputs, Maker(dev or "cpu", torch.float64, seed))
-    except TypeError as exc:
-        if "inputs builder's return value" in str(exc):
-            raise
-        with_context(exc, f"effective-torch: while building the gradcheck inputs (seed={seed})\n{rerun}")
-    except Exception as exc:
-        with_context(exc, f"effective-torch: while building the gradcheck inputs (seed={seed})\n{rerun}")
+    with torch.no_grad():
+        raw = build(
+            inputs,
+            Maker(dev or "cpu", torch.float64, seed),
+            context=f"effective-torch: while building the gradcheck inputs (seed={seed})\n{rerun}",
+        )
     memo: dict[int, Any] = {}
     from ._copies import _map_tensors
 

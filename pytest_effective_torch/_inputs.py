@@ -13,6 +13,8 @@ import zlib
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Union
 
+from ._errors import with_context
+
 if TYPE_CHECKING:
     import torch
 
@@ -176,13 +178,18 @@ def as_args(value: object, *, what: str = "inputs") -> Args:
     )
 
 
-def build(inputs: Inputs, make: Maker) -> Args:
+def build(inputs: Inputs, make: Maker, *, context: str) -> Args:
     """Call a builder with ``make`` (or take fixed arguments) and return :class:`Args`.
 
-    A builder that raises propagates its own exception; callers add the
-    trial's context.
+    A crash inside the builder is re-raised with ``context`` (which trial,
+    how to rerun); a return value of the wrong type, or fixed arguments of
+    the wrong type, is the caller's TypeError and gets none.
     """
     __tracebackhide__ = True
-    if is_builder(inputs):
-        return as_args(inputs(make), what="the inputs builder's return value")  # type: ignore[operator]
-    return as_args(inputs)
+    if not is_builder(inputs):
+        return as_args(inputs)
+    try:
+        value = inputs(make)  # type: ignore[operator]
+    except Exception as exc:
+        with_context(exc, context)
+    return as_args(value, what="the inputs builder's return value")

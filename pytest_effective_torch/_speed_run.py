@@ -247,14 +247,9 @@ def compare_speed(
     device = options.device
     dtype = options.dtype
     maker_device = torch.device(device) if device is not None else torch.device("cpu")
-    try:
-        args = build(inputs, Maker(maker_device, dtype, options.seed))
-    except TypeError as exc:
-        if "must be a tuple of positional arguments or Args" in str(exc):
-            raise exc.with_traceback(None) from None  # bad inputs, not a crash: no internals
-        with_context(exc, _build_context(maker_device, dtype, options))
-    except Exception as exc:
-        with_context(exc, _build_context(maker_device, dtype, options))
+    args = build(
+        inputs, Maker(maker_device, dtype, options.seed), context=_build_context(maker_device, dtype, options)
+    )
     device = torch.device(device) if device is not None else _first_device(args)
     if options.max_memory_ratio is not None and device.type not in ("cpu", "cuda"):
         raise ValueError(
