@@ -53,5 +53,5 @@ def to_torch_dtype(name: str) -> torch.dtype:
 
 
 def dtype_name(dtype: object) -> str:
-    """``torch.float32`` or ``"float32"`` -> ``"float32"``."""
-    return canonical_dtype_name(str(dtype))
+    """``torch.float32`` -> ``"float32"``, for messages; any dtype, no validation."""
+    return str(dtype).removeprefix("torch.")

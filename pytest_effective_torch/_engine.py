@@ -35,6 +35,7 @@ from ._copies import (
     _skeleton_change,
     _to_truth_dtype,
 )
+from ._dtypes import dtype_name
 from ._errors import CheckFailed, with_context
 from ._gradients import GradientsMixin
 from ._inputs import Args, Inputs, Maker, as_args, build, derive_seed, is_builder
@@ -516,7 +517,7 @@ class _Check(GradientsMixin):
         if self.degraded_truth_note is None:
             self.degraded_truth_note = (
                 f"reference is not dtype-generic: given float64 inputs, {why}; no float64 truth, "
-                f"so the candidate was judged against the reference in {str(self.dtype).removeprefix('torch.')}"
+                f"so the candidate was judged against the reference in {dtype_name(self.dtype)}"
             )
             warnings.warn(self.degraded_truth_note, ReferenceNotDtypeGeneric, stacklevel=4)
 
@@ -544,7 +545,7 @@ class _Check(GradientsMixin):
                 self._degrade(f"it returned shape {tuple(t.shape)} at {leaf.path}")
                 return {}
             if t.dtype not in (torch.float64, torch.complex128):
-                self._degrade(f"it returned {str(t.dtype).removeprefix('torch.')} at {leaf.path}")
+                self._degrade(f"it returned {dtype_name(t.dtype)} at {leaf.path}")
                 return {}
         return index
 
@@ -602,7 +603,7 @@ class _Check(GradientsMixin):
             # The reference and its own float64 run disagree far beyond
             # rounding, so neither is trusted alone: the candidate passes if
             # it matches either one without slack.
-            dtype_name = str(self.dtype).removeprefix("torch.")
+            working = dtype_name(self.dtype)
             against, off = "the float64 truth", verdict.reference_off
             if not verdict.ok:
                 second = judge(
@@ -610,12 +611,12 @@ class _Check(GradientsMixin):
                     user_defaults=defaults, scratch=self.scratch, noise_floor=noise_floor,
                 )  # fmt: skip
                 if second.ok:
-                    verdict, against = second, f"the reference in {dtype_name}"
+                    verdict, against = second, f"the reference in {working}"
             key = (path, against if verdict.ok else "neither")
             if key not in self.suspect_seen:
                 self.suspect_seen.add(key)
                 self.report.add_note(
-                    f"{path}: the reference's float64 run differs from its {dtype_name} run far "
+                    f"{path}: the reference's float64 run differs from its {working} run far "
                     f"beyond rounding ({off:.3g} relative in trial {trial.number}): random ops drawing "
                     "differently in float64, a reference that is not dtype-generic, or one that breaks "
                     f"down at this scale; the candidate {'matched ' + against if verdict.ok else 'matched neither'}"

@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ._dtypes import dtype_name
 from ._trials import Trial
 
 if TYPE_CHECKING:
@@ -28,8 +29,7 @@ def fmt(value: Any) -> str:
 
 
 def describe_tensor(t: torch.Tensor) -> str:
-    dtype = str(t.dtype).removeprefix("torch.")
-    return f"shape {tuple(t.shape)}, {dtype}, {t.device}"
+    return f"shape {tuple(t.shape)}, {dtype_name(t.dtype)}, {t.device}"
 
 
 @dataclass

@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from . import _stats
+from ._dtypes import dtype_name
 from ._errors import with_context
 from ._inputs import Args, Inputs, Maker, build
 from ._speed import SpeedOptions, SpeedResult, _name
@@ -47,7 +48,7 @@ def _shapes(args: Args) -> str:
 
     def one(value: Any) -> str:
         if isinstance(value, torch.Tensor):
-            return f"{tuple(value.shape)} {str(value.dtype).replace('torch.', '')}"
+            return f"{tuple(value.shape)} {dtype_name(value.dtype)}"
         return type(value).__name__
 
     parts = [one(v) for v in args.args] + [f"{k}={one(v)}" for k, v in args.kwargs.items()]
@@ -216,7 +217,7 @@ def _device_name(device: Any) -> str:
 
 
 def _dtype_text(dtype: Any) -> str | None:
-    return None if dtype is None else str(dtype).replace("torch.", "")
+    return None if dtype is None else dtype_name(dtype)
 
 
 def compare_speed(
