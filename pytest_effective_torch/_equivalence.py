@@ -99,7 +99,6 @@ class BoundAssertSame:
     """
 
     def __init__(self, node: Any, device: torch.device, dtype: torch.dtype, seed: int, trials: int, rerun: str) -> None:
-        self._node = node
         self._device = device
         self._dtype = dtype
         self._seed = seed
