@@ -18,6 +18,7 @@ from . import _trials
 from ._errors import CheckFailed, with_context
 from ._inputs import Args, Inputs, Maker, as_args, build, is_builder
 from ._report import fmt
+from ._tolerance import unravel
 
 if TYPE_CHECKING:
     import torch
@@ -151,11 +152,7 @@ def _analytical_jacobian(f: Callable[..., tuple[Any, ...]], xs: list[Any], i: in
 
 
 def _unravel(flat: int, shape: tuple[int, ...]) -> str:
-    idx = []
-    for size in reversed(shape):
-        idx.append(flat % size if size else 0)
-        flat //= size if size else 1
-    return "[" + ", ".join(map(str, reversed(idx))) + "]" if shape else ""
+    return "[" + ", ".join(map(str, unravel(flat, shape))) + "]" if shape else ""
 
 
 def _worst_entry(

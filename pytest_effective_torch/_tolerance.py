@@ -235,7 +235,8 @@ def _scalar(x: torch.Tensor) -> complex | float:
     return value
 
 
-def _unravel(flat: int, shape: tuple[int, ...]) -> tuple[int, ...]:
+def unravel(flat: int, shape: tuple[int, ...]) -> tuple[int, ...]:
+    """The index of element ``flat`` of a row-major tensor of ``shape``."""
     index = []
     for size in reversed(shape):
         index.append(flat % size if size else 0)
@@ -408,7 +409,7 @@ def _worst(
     bound: torch.Tensor,
 ) -> tuple[int, tuple[int, ...], complex | float, complex | float, complex | float, float, float]:
     flat = int(ratio.reshape(-1).argmax())
-    index = _unravel(flat, tuple(t.shape))
+    index = unravel(flat, tuple(t.shape))
     return (
         int(exceed.sum()),
         index,
@@ -500,7 +501,7 @@ def _judge_slow(
                 f"candidate is {text}",
                 int(mask.sum()),
                 n,
-                _unravel(flat, tuple(t.shape)),
+                unravel(flat, tuple(t.shape)),
                 _scalar(c.reshape(-1)[flat]),
                 _scalar(r.reshape(-1)[flat]),
                 _scalar(t.reshape(-1)[flat]),
