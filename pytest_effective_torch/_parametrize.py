@@ -126,15 +126,19 @@ def parametrize(metafunc: pytest.Metafunc, settings: Settings) -> None:
         metafunc.parametrize("dtype", _dtype_params(metafunc, settings), indirect=True)
 
 
+def _worker_device(name: str, settings: Settings) -> str:
+    """The device this process runs ``name`` on: a bare ``cuda`` is the xdist worker's GPU."""
+    count = settings.inventory.cuda_count if settings.inventory else 0
+    return device_for_worker(name, worker_index(os.environ.get("PYTEST_XDIST_WORKER")), count)
+
+
 def _capability(device: str, settings: Settings, cache: dict[str, Any]) -> Any:
     if not device.startswith("cuda"):
         return None
     if device not in cache:
         import torch
 
-        count = settings.inventory.cuda_count if settings.inventory else 0
-        concrete = device_for_worker(device, worker_index(os.environ.get("PYTEST_XDIST_WORKER")), count)
-        cache[device] = torch.cuda.get_device_capability(concrete)
+        cache[device] = torch.cuda.get_device_capability(_worker_device(device, settings))
     return cache[device]
 
 
@@ -158,9 +162,7 @@ def device_from_request(request: pytest.FixtureRequest, settings: Settings) -> t
     import torch
 
     name = getattr(request, "param", None) or settings.devices[0]
-    count = settings.inventory.cuda_count if settings.inventory else 0
-    name = device_for_worker(name, worker_index(os.environ.get("PYTEST_XDIST_WORKER")), count)
-    device = torch.device(name)
+    device = torch.device(_worker_device(name, settings))
     if device.type == "cuda":
         # So that code calling .cuda() or allocating on "cuda" lands on this
         # worker's GPU too.
