@@ -147,12 +147,27 @@ def _context(
     what: str, device: Any, dtype: Any, args: Args, options: SpeedOptions, hint: str = ""
 ) -> str:
     """The note a crash in user code gets: what was running, on what, how to rerun."""
-    where = f"device {device}" + (f", dtype {_dtype_text(dtype)}" if dtype is not None else "")
     text = (
-        f"effective-torch: while {what} [assert_faster_than_reference, {where}, "
+        f"effective-torch: while {what} [assert_faster_than_reference, {_where(device, dtype)}, "
         f"inputs ({_shapes(args)})" + (", forward+backward" if options.backward else "") + "]"
         + hint
     )
+    return _with_rerun(text, options)
+
+
+def _build_context(device: Any, dtype: Any, options: SpeedOptions) -> str:
+    text = (
+        "effective-torch: while building the inputs of assert_faster_than_reference "
+        f"[{_where(device, dtype)}, seed {options.seed}]"
+    )
+    return _with_rerun(text, options)
+
+
+def _where(device: Any, dtype: Any) -> str:
+    return f"device {device}" + (f", dtype {dtype_name(dtype)}" if dtype is not None else "")
+
+
+def _with_rerun(text: str, options: SpeedOptions) -> str:
     return text + (f"\n{options.rerun}" if options.rerun else "")
 
 
@@ -216,10 +231,6 @@ def _device_name(device: Any) -> str:
     return device.type
 
 
-def _dtype_text(dtype: Any) -> str | None:
-    return None if dtype is None else dtype_name(dtype)
-
-
 def compare_speed(
     candidate: Callable[..., Any],
     reference: Callable[..., Any],
@@ -269,7 +280,7 @@ def compare_speed(
         confidence=options.confidence,
         device=str(device),
         device_name=_device_name(device),
-        dtype=_dtype_text(dtype),
+        dtype=None if dtype is None else dtype_name(dtype),
         measured=measured,
         budget=options.time_budget,
     )
@@ -384,12 +395,6 @@ def compare_speed(
         candidate_times=tuple(seq.candidate),
         **base,
     )
-
-
-def _build_context(device: Any, dtype: Any, options: SpeedOptions) -> str:
-    where = f"device {device}" + (f", dtype {_dtype_text(dtype)}" if dtype is not None else "")
-    text = f"effective-torch: while building the inputs of assert_faster_than_reference [{where}, seed {options.seed}]"
-    return text + (f"\n{options.rerun}" if options.rerun else "")
 
 
 def _timer_description(device: Any, kind: str, flush_l2: bool) -> str:
