@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ._report import Problem, describe_tensor, fmt
+from ._tolerance import unravel
 
 if TYPE_CHECKING:
     import torch
@@ -152,12 +153,7 @@ def exact_problem(leaf: Leaf) -> Problem | None:
     differ = c != r
     count = int(differ.sum())
     flat = int(differ.reshape(-1).to(torch.uint8).argmax())
-    index = []
-    rest = flat
-    for size in reversed(r.shape):
-        index.append(rest % size)
-        rest //= size
-    where = ", ".join(map(str, reversed(index)))
+    where = ", ".join(map(str, unravel(flat, tuple(r.shape))))
     return Problem(
         leaf.path,
         [
