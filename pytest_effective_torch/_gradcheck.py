@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import _trials
 from ._errors import CheckFailed, with_context
-from ._inputs import Args, Inputs, Maker, as_args, build, is_builder
+from ._inputs import Args, Inputs, Maker, build, is_builder
 from ._report import fmt
 from ._tolerance import unravel
 
@@ -265,11 +265,9 @@ def gradcheck(
             Maker(dev or "cpu", torch.float64, seed),
             context=f"effective-torch: while building the gradcheck inputs (seed={seed})\n{rerun}",
         )
-    memo: dict[int, Any] = {}
-    from ._copies import _map_tensors
+    from ._copies import _map_args
 
-    args = Args(*(_map_tensors(a, to64, memo) for a in as_args(raw).args))
-    args.kwargs = {k: _map_tensors(v, to64, memo) for k, v in as_args(raw).kwargs.items()}
+    args = _map_args(raw, to64)
 
     module = None
     if isinstance(fn, torch.nn.Module):
