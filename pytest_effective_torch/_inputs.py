@@ -89,6 +89,18 @@ class Maker:
     ``scale`` multiplies floating tensors whose ``low`` and ``high`` were both
     left out: the correctness engine uses it for large- and small-magnitude
     trials. Tensors given an explicit domain keep it.
+
+    >>> import torch
+    >>> from pytest_effective_torch import Maker
+    >>> make = Maker("cpu", torch.float32, seed=0)
+    >>> x = make(2, 3)
+    >>> x.shape, x.dtype
+    (torch.Size([2, 3]), torch.float32)
+    >>> index = make(4, dtype=torch.int64, high=3)
+    >>> bool(((index >= 0) & (index < 3)).all())
+    True
+    >>> torch.equal(Maker("cpu", torch.float32, seed=0)(2, 3), x)
+    True
     """
 
     def __init__(

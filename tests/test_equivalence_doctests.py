@@ -13,6 +13,7 @@ import pytest
     [
         "pytest_effective_torch._equivalence",
         "pytest_effective_torch._gradcheck",
+        "pytest_effective_torch._inputs",
         "pytest_effective_torch._tolerance",
         "pytest_effective_torch._trials",
     ],
