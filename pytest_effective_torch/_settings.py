@@ -232,7 +232,6 @@ class Settings:
 
     devices: tuple[str, ...] = ("cpu",)
     dtypes: tuple[str, ...] = ("float32",)
-    dtypes_explicit: bool = False
     seed: int = DEFAULT_SEED
     seed_random: bool = False
     trials: int = 3
@@ -244,6 +243,11 @@ class Settings:
     max_speedup_drop: float | None = None
     inventory: Inventory | None = None
     sources: dict[str, str] = field(default_factory=dict, compare=False)
+
+    @property
+    def dtypes_explicit(self) -> bool:
+        """True when the dtypes were chosen (CLI, env, ini): a dtypes marker then intersects."""
+        return self.sources.get("dtypes", "default") != "default"
 
 
 def add_options(parser: pytest.Parser) -> None:
@@ -346,7 +350,6 @@ def resolve_settings(config: pytest.Config, worker_seed: int | None = None) -> S
     return Settings(
         devices=devices,
         dtypes=values["dtypes"],
-        dtypes_explicit=sources["dtypes"] != "default",
         seed=seed,
         seed_random=seed_random,
         trials=values["trials"],
