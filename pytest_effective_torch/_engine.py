@@ -16,7 +16,7 @@ import copy
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from . import _trials
 from ._arguments import _check_device, _check_dtype, _check_mutates, _check_number
@@ -429,17 +429,7 @@ class _Check(GradientsMixin):
             notes = list(self.report.notes)
             if self.degraded_truth_note and self.degraded_truth_note not in notes:
                 notes.append(self.degraded_truth_note)
-            raise CheckFailed(
-                failure_message(
-                    trial=trial,
-                    total_trials=total,
-                    passed_before=passed_before,
-                    problems=problems,
-                    rerun=self.rerun,
-                    notes=notes,
-                    inputs_line=self._inputs_line(pristine),
-                )
-            )
+            self._fail(trial, total, passed_before, problems, pristine, notes)
 
     # -- mutation -----------------------------------------------------------
 
@@ -499,6 +489,13 @@ class _Check(GradientsMixin):
         problems = self._mutation_problems(probe, pristine, versions)
         if not problems:
             return
+        self._fail(trial, total, passed_before, problems, pristine, [])
+
+    def _fail(
+        self, trial: Trial, total: int, passed_before: int, problems: list[Problem], pristine: Args, notes: list[str]
+    ) -> NoReturn:
+        """Raise the one CheckFailed of this check, for every problem of ``trial``."""
+        __tracebackhide__ = True
         raise CheckFailed(
             failure_message(
                 trial=trial,
@@ -506,7 +503,7 @@ class _Check(GradientsMixin):
                 passed_before=passed_before,
                 problems=problems,
                 rerun=self.rerun,
-                notes=[],
+                notes=notes,
                 inputs_line=self._inputs_line(pristine),
             )
         )
