@@ -185,17 +185,20 @@ class Scratch:
     def __init__(self) -> None:
         self._buffers: dict[tuple[object, ...], torch.Tensor] = {}
 
-    def diff(self, c: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """``c - t`` in t's dtype, written into a reused buffer."""
-        key = (t.dtype, t.device)
+    def _view(self, key: tuple[object, ...], like: torch.Tensor) -> torch.Tensor:
+        """A reused buffer under ``key``, viewed as ``like``'s shape, dtype and device."""
         buf = self._buffers.get(key)
-        n = t.numel()
+        n = like.numel()
         if buf is None or buf.numel() < n:
             import torch
 
-            buf = torch.empty(n, dtype=t.dtype, device=t.device)
+            buf = torch.empty(n, dtype=like.dtype, device=like.device)
             self._buffers[key] = buf
-        out = buf[:n].view(t.shape)
+        return buf[:n].view(like.shape)
+
+    def diff(self, c: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """``c - t`` in t's dtype, written into a reused buffer."""
+        out = self._view((t.dtype, t.device), t)
         out.copy_(c)
         out.sub_(t)
         return out
@@ -204,14 +207,7 @@ class Scratch:
         """``x * x`` in another reused buffer (``diff`` holds the difference)."""
         import torch
 
-        key = ("square", slot, x.dtype, x.device)
-        buf = self._buffers.get(key)
-        n = x.numel()
-        if buf is None or buf.numel() < n:
-            buf = torch.empty(n, dtype=x.dtype, device=x.device)
-            self._buffers[key] = buf
-        out = buf[:n].view(x.shape)
-        return torch.mul(x, x, out=out)
+        return torch.mul(x, x, out=self._view(("square", slot, x.dtype, x.device), x))
 
 
 def _norm(x: torch.Tensor, ord: float = 2.0) -> torch.Tensor:
