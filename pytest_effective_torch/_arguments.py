@@ -25,6 +25,26 @@ def _check_number(name: str, value: Any) -> float | None:
     return value
 
 
+def _check_seed(seed: Any) -> int:
+    """The seed, 0 when None; ValueError outside [0, 2**32)."""
+    if seed is None:
+        return 0
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
+        raise ValueError(f"seed must be an integer in [0, 2**32), got {seed!r}")
+    return seed
+
+
+def _check_inputs(inputs: Any) -> None:
+    """``inputs`` is a tuple, list, :class:`Args` or builder; TypeError otherwise."""
+    from ._inputs import Args, is_builder
+
+    if not is_builder(inputs) and not isinstance(inputs, (tuple, list, Args)):
+        raise TypeError(
+            "inputs must be a tuple of arguments, Args(*args, **kwargs), or a builder "
+            f"inputs(make); got {type(inputs).__name__} (wrap a single tensor as (x,))"
+        )
+
+
 def _check_dtype(dtype: Any) -> torch.dtype | None:
     import torch
 

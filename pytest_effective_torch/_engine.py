@@ -19,7 +19,14 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from . import _trials
-from ._arguments import _check_device, _check_dtype, _check_mutates, _check_number
+from ._arguments import (
+    _check_device,
+    _check_dtype,
+    _check_inputs,
+    _check_mutates,
+    _check_number,
+    _check_seed,
+)
 from ._compare import Leaf, as_tensor, exact_problem, index_leaves, pair
 from ._copies import (
     _arg_items,
@@ -153,20 +160,12 @@ class _Check(GradientsMixin):
             raise TypeError(f"candidate must be callable (a function or an nn.Module), got {type(candidate).__name__}")
         if not callable(reference):
             raise TypeError(f"reference must be callable (a function or an nn.Module), got {type(reference).__name__}")
+        _check_inputs(inputs)
         self.builder = is_builder(inputs)
-        if not self.builder and not isinstance(inputs, (tuple, list, Args)):
-            raise TypeError(
-                "inputs must be a tuple of arguments, Args(*args, **kwargs), or a builder "
-                f"inputs(make); got {type(inputs).__name__} (wrap a single tensor as (x,))"
-            )
         self.inputs = inputs
         device = _check_device(device)
         dtype = _check_dtype(dtype)
-        if seed is None:
-            seed = 0
-        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
-            raise ValueError(f"seed must be an integer in [0, 2**32), got {seed!r}")
-        self.seed = seed
+        self.seed = _check_seed(seed)
         self.tolerance = Tolerance(_check_number("atol", atol), _check_number("rtol", rtol))
         if not isinstance(check_grad, bool):
             raise TypeError(f"check_grad must be True or False, got {check_grad!r}")

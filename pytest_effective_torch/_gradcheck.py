@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from . import _trials
+from ._arguments import _check_inputs, _check_seed
 from ._errors import CheckFailed, with_context
-from ._inputs import Args, Inputs, Maker, build, is_builder
+from ._inputs import Args, Inputs, Maker, build
 from ._report import fmt
 from ._tolerance import unravel
 
@@ -230,20 +231,13 @@ def gradcheck(
 
     if not callable(fn):
         raise TypeError(f"fn must be callable (a function or an nn.Module), got {type(fn).__name__}")
-    if not is_builder(inputs) and not isinstance(inputs, (tuple, list, Args)):
-        raise TypeError(
-            "inputs must be a tuple of arguments, Args(*args, **kwargs), or a builder "
-            f"inputs(make); got {type(inputs).__name__} (wrap a single tensor as (x,))"
-        )
+    _check_inputs(inputs)
     if not isinstance(check_gradgrad, bool):
         raise TypeError(f"check_gradgrad must be True or False, got {check_gradgrad!r}")
     for name, value in (("eps", eps), ("atol", atol), ("rtol", rtol), ("nondet_tol", nondet_tol)):
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not (value >= 0 and math.isfinite(value)):
             raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-    if seed is None:
-        seed = 0
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
-        raise ValueError(f"seed must be an integer in [0, 2**32), got {seed!r}")
+    seed = _check_seed(seed)
     if device is not None and not isinstance(device, (str, torch.device)):
         raise TypeError(f"device must be a torch.device, a string such as 'cpu', or None; got {device!r}")
     dev = torch.device(device) if device is not None else None
