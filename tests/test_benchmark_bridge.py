@@ -7,23 +7,11 @@ import subprocess
 import sys
 
 import pytest
+from _speed_sources import BUSY
 
 pytest_plugins = ["pytester"]
 
-TESTS = """
-import os
-import torch
-
-
-def busy(reps):
-    def work(x):
-        for _ in range(reps):
-            torch.mm(x, x)
-        return x
-
-    work.__qualname__ = f"mm_x{reps}"
-    return work
-
+TESTS = BUSY + """
 
 def test_gather(assert_faster_than_reference, benchmark):
     benchmark.extra_info["note"] = "kept"

@@ -7,24 +7,12 @@ minimum number of rounds.
 
 from __future__ import annotations
 
+import _speed_sources
 import pytest
 
 pytest_plugins = ["pytester"]
 
-BUSY = """
-import os
-import torch
-
-
-def busy(reps):
-    def work(x):
-        for _ in range(reps):
-            torch.mm(x, x)
-        return x
-
-    work.__qualname__ = f"mm_x{reps}"
-    return work
-
+BUSY = _speed_sources.BUSY + """
 
 def inputs(make):
     return (make(48, 48),)
