@@ -17,6 +17,10 @@ class CheckFailed(AssertionError):
     """
 
 
+# Shown as pytest_effective_torch.CheckFailed in tracebacks, where users import it.
+CheckFailed.__module__ = "pytest_effective_torch"
+
+
 class UserCodeError(Exception):
     """Carries context for a crash in user code on Python < 3.11.
 
