@@ -14,6 +14,13 @@ class CheckFailed(AssertionError):
     failed, by how much, on which inputs, and how to rerun exactly that case.
     It subclasses ``AssertionError`` so pytest reports it as a test failure,
     not as an error.
+
+    >>> import pytest, torch
+    >>> from pytest_effective_torch import CheckFailed, assert_same_as_reference
+    >>> with pytest.raises(CheckFailed, match="shape"):
+    ...     assert_same_as_reference(
+    ...         lambda x: x.sum(), lambda x: x.sum(0), lambda make: (make(3, 2),)
+    ...     )
     """
 
 

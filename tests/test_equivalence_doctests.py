@@ -21,3 +21,17 @@ import pytest
 def test_docstring_examples_run(module):
     result = doctest.testmod(importlib.import_module(module))
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_the_check_failed_example_runs():
+    # CheckFailed reports itself as pytest_effective_torch.CheckFailed, so
+    # doctest.testmod(_errors) would not find it; run its docstring directly.
+    from pytest_effective_torch import CheckFailed
+
+    finder = doctest.DocTestFinder()
+    runner = doctest.DocTestRunner()
+    tests = finder.find(CheckFailed, "CheckFailed", globs={})
+    assert tests and tests[0].examples
+    for test in tests:
+        runner.run(test)
+    assert runner.summarize(verbose=False).failed == 0
