@@ -24,8 +24,8 @@ from typing import Any
 import torch
 
 from pytest_effective_torch import assert_same_as_reference
-from pytest_effective_torch._inputs import Maker, derive_seed
-from pytest_effective_torch._trials import plan
+from pytest_effective_torch.equivalence.plan import plan
+from pytest_effective_torch.inputs import Maker, derive_seed
 
 
 def sync(device: torch.device) -> None:

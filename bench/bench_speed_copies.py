@@ -18,8 +18,8 @@ from collections.abc import Callable
 
 import torch
 
-from pytest_effective_torch._speed import SpeedOptions
-from pytest_effective_torch._speed_run import compare_speed
+from pytest_effective_torch.speed.result import SpeedOptions
+from pytest_effective_torch.speed.run import compare_speed
 
 
 def matmuls(reps: int) -> Callable[[torch.Tensor], torch.Tensor]:

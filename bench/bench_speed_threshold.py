@@ -15,7 +15,7 @@ import math
 import random
 from collections.abc import Callable
 
-from pytest_effective_torch import _stats
+from pytest_effective_torch.speed import stats as _stats
 
 Noise = Callable[[random.Random, dict, bool], float]
 

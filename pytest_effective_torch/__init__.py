@@ -1,6 +1,10 @@
 """pytest-effective-torch: check fast PyTorch code against a slow reference.
 
-Public API; everything in underscore modules is private.
+Public API: the names in ``__all__``. The subpackages are private; their
+layout follows one check down the page: ``plugin`` (pytest hooks, fixtures,
+markers, summary) -> ``config`` (settings, devices, dtypes) -> the engines
+``equivalence`` and ``speed`` -> ``inputs``, ``tree``, ``errors``,
+``formatting``.
 """
 
 from __future__ import annotations
@@ -12,33 +16,33 @@ from typing import TYPE_CHECKING, Any
 # pytest plugin, which imports this package, stays cheap for test runs that
 # never call an engine.
 _LAZY = {
-    "ReferenceNotDtypeGeneric": "._equivalence",
-    "assert_same_as_reference": "._equivalence",
-    "CheckFailed": "._errors",
-    "GradcheckReport": "._gradcheck",
-    "gradcheck": "._gradcheck",
-    "Args": "._inputs",
-    "Maker": "._inputs",
-    "EquivalenceReport": "._report",
-    "SpeedResult": "._speed",
-    "assert_faster_than_reference": "._speed",
-    "SpeedInconclusiveWarning": "._speed_verdict",
-    "synchronized_timer": "._timing",
+    "ReferenceNotDtypeGeneric": ".equivalence.truth",
+    "assert_same_as_reference": ".equivalence.api",
+    "CheckFailed": ".errors",
+    "GradcheckReport": ".equivalence.gradcheck",
+    "gradcheck": ".equivalence.gradcheck",
+    "Args": ".inputs",
+    "Maker": ".inputs",
+    "EquivalenceReport": ".equivalence.report",
+    "SpeedResult": ".speed.result",
+    "assert_faster_than_reference": ".speed.api",
+    "SpeedInconclusiveWarning": ".speed.verdict",
+    "synchronized_timer": ".speed.clocks",
 }
 
 if TYPE_CHECKING:
-    from ._equivalence import ReferenceNotDtypeGeneric as ReferenceNotDtypeGeneric
-    from ._equivalence import assert_same_as_reference as assert_same_as_reference
-    from ._errors import CheckFailed as CheckFailed
-    from ._gradcheck import GradcheckReport as GradcheckReport
-    from ._gradcheck import gradcheck as gradcheck
-    from ._inputs import Args as Args
-    from ._inputs import Maker as Maker
-    from ._report import EquivalenceReport as EquivalenceReport
-    from ._speed import SpeedResult as SpeedResult
-    from ._speed import assert_faster_than_reference as assert_faster_than_reference
-    from ._speed_verdict import SpeedInconclusiveWarning as SpeedInconclusiveWarning
-    from ._timing import synchronized_timer as synchronized_timer
+    from .equivalence.api import assert_same_as_reference as assert_same_as_reference
+    from .equivalence.gradcheck import GradcheckReport as GradcheckReport
+    from .equivalence.gradcheck import gradcheck as gradcheck
+    from .equivalence.report import EquivalenceReport as EquivalenceReport
+    from .equivalence.truth import ReferenceNotDtypeGeneric as ReferenceNotDtypeGeneric
+    from .errors import CheckFailed as CheckFailed
+    from .inputs import Args as Args
+    from .inputs import Maker as Maker
+    from .speed.api import assert_faster_than_reference as assert_faster_than_reference
+    from .speed.clocks import synchronized_timer as synchronized_timer
+    from .speed.result import SpeedResult as SpeedResult
+    from .speed.verdict import SpeedInconclusiveWarning as SpeedInconclusiveWarning
 
 __all__ = [
     "Args",

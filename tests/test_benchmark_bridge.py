@@ -185,7 +185,7 @@ def test_mm(benchmark):
 def test_timing_under_xdist_is_serialized_per_device_by_a_file_lock():
     from filelock import FileLock
 
-    from pytest_effective_torch._benchmark_bridge import device_lock
+    from pytest_effective_torch.plugin.storage import device_lock
 
     lock = device_lock("cuda:1")
     assert isinstance(lock, FileLock)
@@ -198,7 +198,7 @@ def test_timing_under_xdist_is_serialized_per_device_by_a_file_lock():
 def test_a_speedup_drop_counts_only_when_the_interval_shows_it():
     # A point estimate below the allowed value is noise while the interval
     # still reaches it; the run fails only on a drop the interval confirms.
-    from pytest_effective_torch._summary import speedup_drop
+    from pytest_effective_torch.plugin.summary import speedup_drop
 
     row = {"entry": "t::x", "speedup": 3.0, "low": 2.0, "high": 4.5}
     assert speedup_drop(4.0, row, 20.0) is None  # 3.0x < 3.2x, but 4.5x reaches it

@@ -7,9 +7,9 @@ import math
 import pytest
 import torch
 
-from pytest_effective_torch._compare import pair
-from pytest_effective_torch._tolerance import Tolerance, bounds_for, judge
-from pytest_effective_torch._trials import magnitudes, noncontiguous_copy
+from pytest_effective_torch.equivalence.compare import pair
+from pytest_effective_torch.equivalence.plan import magnitudes, noncontiguous_copy
+from pytest_effective_torch.equivalence.tolerance import Tolerance, bounds_for, judge
 
 
 def verdict(c, r, t, *, dtype=torch.float32, **tol):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_effective_torch._devices import (
+from pytest_effective_torch.config.devices import (
     Inventory,
     capability_skip_reason,
     device_for_worker,

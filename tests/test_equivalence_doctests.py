@@ -11,11 +11,13 @@ import pytest
 @pytest.mark.parametrize(
     "module",
     [
-        "pytest_effective_torch._equivalence",
-        "pytest_effective_torch._gradcheck",
-        "pytest_effective_torch._inputs",
-        "pytest_effective_torch._tolerance",
-        "pytest_effective_torch._trials",
+        "pytest_effective_torch.equivalence.api",
+        "pytest_effective_torch.equivalence.gradcheck",
+        "pytest_effective_torch.inputs",
+        "pytest_effective_torch.equivalence.tolerance",
+        "pytest_effective_torch.equivalence.plan",
+        "pytest_effective_torch.plugin.parametrize",
+        "pytest_effective_torch.speed.stats",
     ],
 )
 def test_docstring_examples_run(module):
@@ -25,7 +27,7 @@ def test_docstring_examples_run(module):
 
 def test_the_check_failed_example_runs():
     # CheckFailed reports itself as pytest_effective_torch.CheckFailed, so
-    # doctest.testmod(_errors) would not find it; run its docstring directly.
+    # doctest.testmod(errors) would not find it; run its docstring directly.
     from pytest_effective_torch import CheckFailed
 
     finder = doctest.DocTestFinder()

@@ -132,24 +132,33 @@ def test_the_tolerance_marker_overrides_the_automatic_tolerance_and_call_argumen
     assert "FAILED test_the_tolerance_marker_overrides_the_automatic_tolerance_and_call_arguments_win.py::test_marker" not in result.stdout.str()
 
 
-def test_a_bad_tolerance_marker_is_a_usage_error_naming_it(pytester: pytest.Pytester):
+@pytest.mark.parametrize(
+    ("marker", "why"),
+    [
+        ("tolerance(rtl=1e-3)", "unknown argument(s) ['rtl']; accepted: atol, rtol"),
+        ("tolerance(1e-3)", "takes keyword arguments atol= and rtol= only, got (0.001,)"),
+        ("tolerance(atol=-1)", "atol must be a finite number >= 0, got -1.0"),
+    ],
+)
+def test_a_bad_tolerance_marker_errors_its_own_test_with_one_line(pytester: pytest.Pytester, marker, why):
     pytester.makepyfile(
-        """
+        f"""
         import pytest
 
-        @pytest.mark.tolerance(rtl=1e-3)
+        @pytest.mark.{marker}
         def test_it(assert_same_as_reference):
+            pass
+
+        def test_other(assert_same_as_reference):
             pass
         """
     )
     result = run(pytester)
-    result.assert_outcomes(errors=1)
-    assert (
-        "UsageError: Invalid @pytest.mark.tolerance in "
-        "test_a_bad_tolerance_marker_is_a_usage_error_naming_it.py::test_it[cpu-float32]: "
-        "unknown argument(s) ['rtl']; accepted: atol, rtol"
-    ) in result.stdout.str()
-
+    result.assert_outcomes(passed=1, errors=1)
+    out = result.stdout.str()
+    assert "\nInvalid @pytest.mark.tolerance in " in out
+    assert f"::test_it[cpu-float32]: {why}\n" in out
+    assert "UsageError" not in out and "pytest_effective_torch" not in out and "Traceback" not in out
 
 def test_several_checks_in_one_test_draw_different_inputs_and_name_the_failing_call(
     pytester: pytest.Pytester,

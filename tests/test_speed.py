@@ -342,8 +342,8 @@ def _result(**overrides) -> SpeedResult:
 
 
 def test_an_interval_that_straddles_at_the_budget_says_inconclusive_with_the_interval():
-    from pytest_effective_torch._speed import SpeedOptions
-    from pytest_effective_torch._speed_verdict import conclude
+    from pytest_effective_torch.speed.result import SpeedOptions
+    from pytest_effective_torch.speed.verdict import conclude
 
     with pytest.raises(CheckFailed) as info:
         conclude(_result(), SpeedOptions(min_speedup=1.1))

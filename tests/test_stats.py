@@ -9,8 +9,8 @@ from collections.abc import Callable
 
 import pytest
 
-from pytest_effective_torch import _stats
-from pytest_effective_torch._stats import (
+from pytest_effective_torch.speed import stats as _stats
+from pytest_effective_torch.speed.stats import (
     FAIL,
     INCONCLUSIVE,
     PASS,

@@ -8,14 +8,14 @@ import pytest
 import torch
 
 from pytest_effective_torch import assert_faster_than_reference, synchronized_timer
-from pytest_effective_torch._memory import peak_memory
-from pytest_effective_torch._timing import (
+from pytest_effective_torch.speed.clocks import (
     HostBlockTimer,
     block_timer,
     gc_paused,
     pinned_threads,
     time_once,
 )
+from pytest_effective_torch.speed.memory import peak_memory
 
 
 def test_the_synchronized_timer_is_a_clock_that_leaves_cuda_alone():

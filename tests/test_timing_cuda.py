@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from pytest_effective_torch import CheckFailed, assert_faster_than_reference, synchronized_timer
-from pytest_effective_torch._timing import CudaBlockTimer, block_timer
+from pytest_effective_torch.speed.clocks import CudaBlockTimer, block_timer
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 

@@ -5,30 +5,39 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from ._compare import Leaf, pair
-from ._copies import _cotangent, _input_tensors
-from ._errors import with_context
-from ._inputs import Args, derive_seed
-from ._report import Problem
-from ._trials import Trial
+from ..errors import with_context
+from ..inputs import Args, derive_seed, input_tensors
+from .compare import Leaf, pair
+from .copies import cotangent
+from .judge import Judge
+from .plan import Trial
+from .report import EquivalenceReport, Problem
+from .sides import Sides
 
 if TYPE_CHECKING:
     import torch
 
 
-class GradientsMixin:
-    """The gradient half of the engine's check (mixed into ``_Check``)."""
+class Gradients:
+    """The gradient half of a check: one seeded cotangent through all three sides, judged like outputs."""
 
-    cand: Any
-    ref: Any
-    truth: Any
-    param_map: Any
-    report: Any
-    _context: Callable[..., str]
-    _judge: Callable[..., None]
+    def __init__(
+        self,
+        sides: Sides,
+        judge: Judge,
+        report: EquivalenceReport,
+        param_map: Any,
+        context: Callable[[str, Trial, int, Args | None], str],
+    ) -> None:
+        self.cand = sides.candidate
+        self.ref = sides.reference
+        self.truth = sides.truth
+        self.judge = judge
+        self.report = report
+        self.param_map = param_map
+        self.context = context
 
-
-    def _gradients(
+    def problems(
         self,
         trial: Trial,
         total: int,
@@ -38,6 +47,8 @@ class GradientsMixin:
         ref_args: Args,
         truth_args: Args | None,
     ) -> list[Problem]:
+        """Every gradient problem of one trial (inputs' and parameters' gradients)."""
+        __tracebackhide__ = True
         import torch
 
         problems: list[Problem] = []
@@ -50,9 +61,9 @@ class GradientsMixin:
         ]
         if not float_leaves:
             return problems
-        cots = [_cotangent(leaf.reference, derive_seed(trial.seed, "cotangent", k)) for k, leaf in enumerate(float_leaves)]
-        inputs_c = [(p, t) for _, p, t in _input_tensors(cand_args) if t.requires_grad]
-        inputs_r = [(p, t) for _, p, t in _input_tensors(ref_args) if t.requires_grad]
+        cots = [cotangent(leaf.reference, derive_seed(trial.seed, "cotangent", k)) for k, leaf in enumerate(float_leaves)]
+        inputs_c = [(p, t) for _, p, t in input_tensors(cand_args) if t.requires_grad]
+        inputs_r = [(p, t) for _, p, t in input_tensors(ref_args) if t.requires_grad]
 
         def grads(side: str, outs: list[Any], ins: list[torch.Tensor], dtype_cast: torch.dtype | None, args: Args | None) -> list[Any]:
             pairs = [
@@ -69,7 +80,7 @@ class GradientsMixin:
                     )
                 )
             except Exception as exc:
-                with_context(exc, self._context(f"computing gradients of the {side} (backward)", trial, total, args))
+                with_context(exc, self.context(f"computing gradients of the {side} (backward)", trial, total, args))
 
         cand_params = self.cand.params
         ref_params = self.ref.params
@@ -77,7 +88,7 @@ class GradientsMixin:
         g_r = grads("reference", [leaf.reference for leaf in float_leaves], [t for _, t in inputs_r] + [p for _, p in ref_params], None, ref_args)
         n_in = len(inputs_c)
         if self.truth is not None and truth_index and truth_args is not None:
-            inputs_t = [t for _, _, t in _input_tensors(truth_args) if t.requires_grad]
+            inputs_t = [t for _, _, t in input_tensors(truth_args) if t.requires_grad]
             truth_outs = [truth_index.get(leaf.path) for leaf in float_leaves]
             g_t = grads("reference on float64 copies", truth_outs, inputs_t + [p for _, p in self.truth.params], torch.float64, truth_args)
             truth_params = self.truth.params
@@ -166,7 +177,7 @@ class GradientsMixin:
         problems += structure
         if structure:
             return
-        self._judge(path, gc, gr, gt if gt is not None else gr, trial, problems, is_output=False, grad_scale=grad_scale)
+        self.judge.values(path, gc, gr, gt if gt is not None else gr, trial, problems, is_output=False, grad_scale=grad_scale)
 
     def _param_grads(
         self,
@@ -178,6 +189,7 @@ class GradientsMixin:
         ref_scales: dict[str, Callable[[], float]],
         any_scale: Callable[[], float],
     ) -> None:
+        __tracebackhide__ = True
         import torch
 
         if not cand or not ref:
@@ -206,14 +218,7 @@ class GradientsMixin:
                     f"reference parameter gradients not compared for {unmatched} (no candidate parameter "
                     "of that name and shape; pass param_map= to map them)"
                 )
-        elif isinstance(self.param_map, Mapping):
-            unknown_c = [k for k in self.param_map if k not in cand]
-            unknown_r = [v for v in self.param_map.values() if v not in ref]
-            if unknown_c or unknown_r:
-                raise ValueError(
-                    f"param_map names unknown parameters: candidate {unknown_c}, reference {unknown_r}; "
-                    f"candidate has {sorted(cand)}, reference has {sorted(ref)}"
-                )
+        elif isinstance(self.param_map, Mapping):  # its names were checked before any call
             expected = {c: ref[r] for c, r in self.param_map.items()}
             expected_truth = {c: truth.get(r) for c, r in self.param_map.items()}
             scales = {c: ref_scales[r] for c, r in self.param_map.items()}

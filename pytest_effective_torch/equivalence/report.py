@@ -2,34 +2,14 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from ._dtypes import dtype_name
-from ._trials import Trial
+from ..formatting import fmt
+from .plan import Trial
 
 if TYPE_CHECKING:
-    import torch
-
-    from ._tolerance import Mismatch
-
-
-def fmt(value: Any) -> str:
-    """A number short enough for a message, exact enough to compare by eye."""
-    if isinstance(value, bool) or value is None:
-        return str(value)
-    if isinstance(value, complex):
-        return f"{value.real:.8g}{value.imag:+.8g}j"
-    if isinstance(value, float):
-        if math.isnan(value) or math.isinf(value):
-            return str(value)
-        return f"{value:.8g}"
-    return str(value)
-
-
-def describe_tensor(t: torch.Tensor) -> str:
-    return f"shape {tuple(t.shape)}, {dtype_name(t.dtype)}, {t.device}"
+    from .tolerance import Mismatch
 
 
 @dataclass

@@ -9,10 +9,11 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from ._devices import capability_skip_reason, device_for_worker, device_matches, worker_index
-from ._dtypes import canonical_dtype_name, to_torch_dtype
-from ._inputs import derive_seed
-from ._settings import Settings
+from ..config.devices import capability_skip_reason, device_for_worker, device_matches, worker_index
+from ..config.dtypes import to_torch_dtype
+from ..config.settings import Settings
+from ..inputs import derive_seed
+from . import markers
 
 if TYPE_CHECKING:
     import torch
@@ -52,42 +53,14 @@ def _steps_aside(metafunc: pytest.Metafunc, name: str) -> bool:
     return False
 
 
-def _marker_values(metafunc: pytest.Metafunc, marker: str) -> list[Any] | None:
-    mark = metafunc.definition.get_closest_marker(marker)
-    if mark is None:
-        return None
-    if mark.kwargs:
-        raise pytest.UsageError(
-            f"@pytest.mark.{marker}() takes positional arguments only, "
-            f"got {sorted(mark.kwargs)} in {metafunc.definition.nodeid}"
-        )
-    if not mark.args:
-        raise pytest.UsageError(
-            f"@pytest.mark.{marker}() needs at least one argument in {metafunc.definition.nodeid}"
-        )
-    values: list[Any] = []
-    for arg in mark.args:
-        values += list(arg) if isinstance(arg, (list, tuple)) else [arg]
-    return values
-
-
 def _skip_param(value: str, reason: str) -> Any:
     return pytest.param(value, marks=pytest.mark.skip(reason=reason), id=value)
 
 
 def _device_params(metafunc: pytest.Metafunc, settings: Settings) -> list[Any]:
-    wanted = _marker_values(metafunc, "devices")
+    wanted = markers.devices(metafunc.definition, metafunc.definition.nodeid)
     if wanted is None:
         return list(settings.devices)
-    from ._devices import check_device_words
-
-    wanted = [str(w).lower() for w in wanted]
-    try:
-        check_device_words(wanted)
-    except ValueError as exc:
-        raise pytest.UsageError(
-            f"Invalid @pytest.mark.devices in {metafunc.definition.nodeid}: {exc}"
-        ) from None
     chosen = [d for d in settings.devices if any(device_matches(d, w) for w in wanted)]
     if chosen:
         return chosen
@@ -99,15 +72,9 @@ def _device_params(metafunc: pytest.Metafunc, settings: Settings) -> list[Any]:
 
 
 def _dtype_params(metafunc: pytest.Metafunc, settings: Settings) -> list[Any]:
-    declared = _marker_values(metafunc, "dtypes")
-    if declared is None:
+    supported = markers.dtypes(metafunc.definition, metafunc.definition.nodeid)
+    if supported is None:
         return list(settings.dtypes)
-    try:
-        supported = list(dict.fromkeys(canonical_dtype_name(str(d)) for d in declared))
-    except ValueError as exc:
-        raise pytest.UsageError(
-            f"Invalid @pytest.mark.dtypes in {metafunc.definition.nodeid}: {exc}"
-        ) from None
     if not settings.dtypes_explicit:
         return supported
     chosen = [d for d in settings.dtypes if d in supported]
@@ -120,10 +87,22 @@ def _dtype_params(metafunc: pytest.Metafunc, settings: Settings) -> list[Any]:
 
 
 def parametrize(metafunc: pytest.Metafunc, settings: Settings) -> None:
-    if not _steps_aside(metafunc, "device"):
-        metafunc.parametrize("device", _device_params(metafunc, settings), indirect=True)
-    if not _steps_aside(metafunc, "dtype"):
-        metafunc.parametrize("dtype", _dtype_params(metafunc, settings), indirect=True)
+    """Multiply the test over the selected devices and dtypes (those it uses), markers applied.
+
+    A bad ``devices``/``dtypes`` marker gives the test one placeholder
+    parameter that errors at setup with the marker's message.
+    """
+    for name, params, default in (
+        ("device", _device_params, settings.devices[0]),
+        ("dtype", _dtype_params, settings.dtypes[0]),
+    ):
+        if _steps_aside(metafunc, name):
+            continue
+        try:
+            values = params(metafunc, settings)
+        except markers.MarkerError as exc:
+            values = [pytest.param(default, marks=markers.invalid(str(exc)), id=f"invalid-{name}s-marker")]
+        metafunc.parametrize(name, values, indirect=True)
 
 
 def _worker_device(name: str, settings: Settings) -> str:
@@ -150,8 +129,8 @@ def mark_capability_skips(items: Iterable[pytest.Item], settings: Settings) -> N
         device, dtype = params.get("device"), params.get("dtype")
         if not isinstance(device, str) or not isinstance(dtype, str):
             continue
-        if device not in settings.devices:
-            continue  # a placeholder for a devices(...) marker, skipped already
+        if device not in settings.devices or markers.is_invalid(item):
+            continue  # a placeholder for a devices(...) marker, skipped or failing already
         device_type = device.split(":")[0]
         reason = capability_skip_reason(device_type, dtype, _capability(device, settings, cache))
         if reason:
@@ -189,10 +168,37 @@ def uses_plugin(item: pytest.Item) -> bool:
     return any(name in names for name in PLUGIN_FIXTURES)
 
 
+def visible_devices_prefix(device: str, worker_device: str, visible: str | None) -> str:
+    """``CUDA_VISIBLE_DEVICES=k `` when a bare ``cuda`` test ran on a GPU other than the first.
+
+    Under pytest-xdist worker k runs ``cuda`` tests on ``cuda:(k mod N)``;
+    the test id still says ``cuda``, so a rerun outside xdist must make that
+    GPU the first visible one (an already set CUDA_VISIBLE_DEVICES is mapped
+    through).
+
+    >>> visible_devices_prefix("cuda", "cuda:1", None)
+    'CUDA_VISIBLE_DEVICES=1 '
+    >>> visible_devices_prefix("cuda", "cuda:1", "4,6")
+    'CUDA_VISIBLE_DEVICES=6 '
+    >>> visible_devices_prefix("cuda", "cuda:0", None)
+    ''
+    """
+    if device != "cuda" or not worker_device.startswith("cuda:") or worker_device == "cuda:0":
+        return ""
+    index = int(worker_device.split(":")[1])
+    entries = [v.strip() for v in visible.split(",") if v.strip()] if visible else []
+    physical = entries[index] if index < len(entries) else str(index)
+    return f"CUDA_VISIBLE_DEVICES={physical} "
+
+
 def rerun_hint(item: pytest.Item, settings: Settings) -> str:
     """One line to paste to rerun this test with the same seeds and parameters."""
     params = getattr(getattr(item, "callspec", None), "params", {})
-    parts = ["pytest", shlex.quote(item.nodeid), f"--effective-torch-seed={settings.seed}"]
+    prefix = ""
+    if isinstance(params.get("device"), str):
+        device = params["device"]
+        prefix = visible_devices_prefix(device, _worker_device(device, settings), os.environ.get("CUDA_VISIBLE_DEVICES"))
+    parts = [prefix + "pytest", shlex.quote(item.nodeid), f"--effective-torch-seed={settings.seed}"]
     if isinstance(params.get("device"), str):
         parts.append(f"--effective-torch-device={params['device']}")
     if isinstance(params.get("dtype"), str):

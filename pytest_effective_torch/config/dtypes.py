@@ -50,8 +50,3 @@ def to_torch_dtype(name: str) -> torch.dtype:
     import torch
 
     return getattr(torch, canonical_dtype_name(name))
-
-
-def dtype_name(dtype: object) -> str:
-    """``torch.float32`` -> ``"float32"``, for messages; any dtype, no validation."""
-    return str(dtype).removeprefix("torch.")

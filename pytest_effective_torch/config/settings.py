@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from ._devices import (
+from .devices import (
     Inventory,
     check_device_words,
     needs_inventory,
@@ -25,7 +25,7 @@ from ._devices import (
     resolve_devices,
     split_specs,
 )
-from ._dtypes import canonical_dtype_name
+from .dtypes import canonical_dtype_name
 
 DEFAULT_SEED = 0
 

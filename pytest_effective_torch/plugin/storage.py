@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import pytest
 
-    from ._speed import SpeedResult
+    from ..speed.result import SpeedResult
 
 MODE = "assert_faster_than_reference(...)"
 

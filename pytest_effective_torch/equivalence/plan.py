@@ -14,14 +14,16 @@ still caught by two different inputs.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from ._inputs import derive_seed
+from ..inputs import Args, Maker, arg_items, build, derive_seed, map_args
+from .copies import clone_layout
 
 if TYPE_CHECKING:
     import torch
+
+    from .options import CheckOptions
 
 #: Above this many floating input elements, run one random trial instead of ``trials``.
 LARGE_INPUT_ELEMENTS = 1 << 20
@@ -128,15 +130,28 @@ def noncontiguous_copy(t: torch.Tensor) -> torch.Tensor:
     return view.detach()
 
 
-def walk_tensors(obj: Any, path: str = "") -> Iterator[tuple[str, torch.Tensor]]:
-    """(path, tensor) for every tensor inside nested tuples, lists and dicts."""
+def trial_inputs(trial: Trial, options: CheckOptions, *, context: str) -> tuple[Args, bool]:
+    """The inputs of ``trial``, and whether a magnitude trial found nothing to scale.
+
+    Fixed inputs are copied (re-laid-out for the layout trial); a builder is
+    called with a ``make`` seeded for the trial and scaled for magnitude
+    trials. A crash in the builder is re-raised with ``context``.
+    """
+    __tracebackhide__ = True
     import torch
 
-    if isinstance(obj, torch.Tensor):
-        yield path, obj
-    elif isinstance(obj, (tuple, list)):
-        for i, item in enumerate(obj):
-            yield from walk_tensors(item, f"{path}[{i}]")
-    elif isinstance(obj, dict):
-        for key, item in obj.items():
-            yield from walk_tensors(item, f"{path}[{key!r}]")
+    if options.given is not None:
+        return map_args(options.given, noncontiguous_copy if trial.noncontiguous else clone_layout), False
+    make = Maker(options.device, options.dtype, trial.seed, scale=trial.scale)
+    with torch.no_grad():
+        args = build(options.builder, make, context=context)  # type: ignore[arg-type]
+    scaled_none = trial.scale is not None and not any(scaled for _, scaled in make.made)
+    args = map_args(args, noncontiguous_copy if trial.noncontiguous else (lambda t: t.detach()))
+    if options.mutates:
+        keys = {k for k, _ in arg_items(args)}
+        unknown = [m for m in options.mutates if m not in keys]
+        if unknown:
+            raise ValueError(
+                f"mutates names arguments the inputs do not have: {unknown}; arguments: {sorted(map(str, keys))}"
+            )
+    return args, scaled_none

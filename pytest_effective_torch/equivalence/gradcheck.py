@@ -14,12 +14,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from . import _trials
-from ._arguments import _check_inputs, _check_seed
-from ._errors import CheckFailed, with_context
-from ._inputs import Args, Inputs, Maker, build
-from ._report import fmt
-from ._tolerance import unravel
+from .. import tree
+from ..errors import CheckFailed, with_context
+from ..formatting import fmt
+from ..inputs import Args, Inputs, Maker, arg_items, arg_label, build, map_args
+from .options import check_inputs, check_seed
+from .tolerance import unravel
 
 if TYPE_CHECKING:
     import torch
@@ -47,10 +47,6 @@ class GradcheckReport:
         return "\n".join(lines)
 
 
-def _input_name(key: int | str, sub: str) -> str:
-    return (f"input {key}" if isinstance(key, int) else f"input {key!r}") + sub
-
-
 class _Flat:
     """fn as a function of a flat tuple of differentiable float64 tensors."""
 
@@ -62,10 +58,10 @@ class _Flat:
         self.names: list[str] = []
         self.tensors: list[torch.Tensor] = []
         # Where each differentiable tensor goes: (top-level key, path inside)
-        for key, value in [*enumerate(args.args), *args.kwargs.items()]:
-            for sub, t in _trials.walk_tensors(value):
+        for key, value in arg_items(args):
+            for sub, t in tree.tensors(value):
                 if (t.dtype.is_floating_point or t.dtype.is_complex) and not any(t is u for u in self.tensors):
-                    self.names.append(_input_name(key, sub))
+                    self.names.append(arg_label(key) + sub)
                     self.tensors.append(t)
         self.param_names: list[str] = []
         if module is not None:
@@ -77,23 +73,10 @@ class _Flat:
         self.n_inputs = len(self.tensors) - len(self.param_names)
         self.output_names: list[str] = []
 
-    def _substitute(self, obj: Any, new: dict[int, torch.Tensor]) -> Any:
-        import torch
-
-        if isinstance(obj, torch.Tensor):
-            return new.get(id(obj), obj)
-        if isinstance(obj, tuple) and hasattr(obj, "_fields"):
-            return type(obj)(*(self._substitute(o, new) for o in obj))
-        if isinstance(obj, (tuple, list)):
-            return type(obj)(self._substitute(o, new) for o in obj)
-        if isinstance(obj, dict):
-            return {k: self._substitute(v, new) for k, v in obj.items()}
-        return obj
-
     def __call__(self, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
         new = {id(old): t for old, t in zip(self.tensors[: self.n_inputs], tensors[: self.n_inputs], strict=False)}
-        args = [self._substitute(a, new) for a in self.args.args]
-        kwargs = {k: self._substitute(v, new) for k, v in self.args.kwargs.items()}
+        substituted = map_args(self.args, lambda t: new.get(id(t), t))
+        args, kwargs = substituted.args, substituted.kwargs
         if self.module is not None:
             from torch.func import functional_call
 
@@ -101,11 +84,7 @@ class _Flat:
             out = functional_call(self.module, params, tuple(args), kwargs)
         else:
             out = self.fn(*args, **kwargs)
-        pairs = [
-            (path or "output", t)
-            for path, t in _trials.walk_tensors(out, "output")
-            if t.dtype.is_floating_point or t.dtype.is_complex
-        ]
+        pairs = [(path, t) for path, t in tree.tensors(out, "output") if t.dtype.is_floating_point or t.dtype.is_complex]
         self.output_names = [p for p, _ in pairs]
         return tuple(t for _, t in pairs)
 
@@ -231,13 +210,13 @@ def gradcheck(
 
     if not callable(fn):
         raise TypeError(f"fn must be callable (a function or an nn.Module), got {type(fn).__name__}")
-    _check_inputs(inputs)
+    check_inputs(inputs)
     if not isinstance(check_gradgrad, bool):
         raise TypeError(f"check_gradgrad must be True or False, got {check_gradgrad!r}")
     for name, value in (("eps", eps), ("atol", atol), ("rtol", rtol), ("nondet_tol", nondet_tol)):
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not (value >= 0 and math.isfinite(value)):
             raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-    seed = _check_seed(seed)
+    seed = check_seed(seed)
     if device is not None and not isinstance(device, (str, torch.device)):
         raise TypeError(f"device must be a torch.device, a string such as 'cpu', or None; got {device!r}")
     dev = torch.device(device) if device is not None else None
@@ -259,9 +238,7 @@ def gradcheck(
             Maker(dev or "cpu", torch.float64, seed),
             context=f"effective-torch: while building the gradcheck inputs (seed={seed})\n{rerun}",
         )
-    from ._copies import _map_args
-
-    args = _map_args(raw, to64)
+    args = map_args(raw, to64)
 
     module = None
     if isinstance(fn, torch.nn.Module):
@@ -344,27 +321,3 @@ def _second_order_worst(flat: _Flat, xs: list[Any], seed: int, *, eps: float, at
         return _worst_entry(g, [*xs, *cots], names, out_names, eps=eps, atol=atol, rtol=rtol)
     except Exception:
         return None
-
-
-class BoundGradcheck:
-    """The ``gradcheck`` fixture: :func:`gradcheck` bound to the test's device and seed.
-
-    Not bound to a dtype: the check always runs on float64 copies.
-    """
-
-    def __init__(self, device: torch.device, seed: int, rerun: str) -> None:
-        self._device = device
-        self._seed = seed
-        self._rerun = rerun
-        self.calls = 0
-
-    def __call__(self, fn: Callable[..., Any], inputs: Inputs, **kwargs: Any) -> GradcheckReport:
-        __tracebackhide__ = True
-        from ._inputs import derive_seed
-
-        call = self.calls
-        self.calls += 1
-        kwargs.setdefault("device", self._device)
-        kwargs.setdefault("seed", derive_seed(self._seed, "gradcheck", call))
-        rerun = self._rerun + (f"  (gradcheck #{call + 1} in this test)" if call else "")
-        return gradcheck(fn, inputs, _rerun=rerun, **kwargs)

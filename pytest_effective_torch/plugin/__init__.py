@@ -13,8 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from . import _parametrize, _summary
-from ._settings import (
+from ..config.settings import (
     OWNED_FLAGS_KEY,
     SETTINGS_KEY,
     add_headline_flag,
@@ -22,27 +21,15 @@ from ._settings import (
     get_settings,
     resolve_settings,
 )
+from . import markers, parametrize, summary
 
 if TYPE_CHECKING:
     import torch
 
-    from ._equivalence import BoundAssertSame
-    from ._gradcheck import BoundGradcheck
-    from ._inputs import Maker
-    from ._speed import SpeedFixture
+    from ..inputs import Maker
+    from .fixtures import BoundAssertSame, BoundGradcheck, SpeedFixture
 
 _HEADLINE_FLAGS = (("--device", "devices"), ("--dtype", "dtypes"))
-
-MARKERS = (
-    "devices(*names): run this test only on these devices (cpu, cuda, cuda:N, "
-    "mps), intersected with --device; skipped with a reason when nothing is left.",
-    "dtypes(*dtypes): the dtypes this test supports (torch.float16 or "
-    "'float16'); without --dtype these run, with --dtype the intersection runs.",
-    "tolerance(atol=None, rtol=None): override the automatic tolerance of "
-    "assert_same_as_reference in this test (same meaning as in "
-    "torch.testing.assert_close, against the float64 truth); call arguments win.",
-)
-
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     add_options(parser)
@@ -63,12 +50,12 @@ def pytest_load_initial_conftests(
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    for line in MARKERS:
+    for line in markers.MARKERS:
         config.addinivalue_line("markers", line)
     workerinput = getattr(config, "workerinput", None)
     worker_seed = workerinput.get("effective_torch_seed") if workerinput else None
     config.stash[SETTINGS_KEY] = resolve_settings(config, worker_seed=worker_seed)
-    config.pluginmanager.register(_summary.SpeedRecorder(config), "effective-torch-speed")
+    config.pluginmanager.register(summary.SpeedRecorder(config), "effective-torch-speed")
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -79,23 +66,29 @@ def pytest_configure_node(node: Any) -> None:
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
-    from ._header import header_lines
+    from .header import header_lines
 
     owned = config.stash.get(OWNED_FLAGS_KEY, frozenset())
     return header_lines(get_settings(config), owned)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    _parametrize.parametrize(metafunc, get_settings(metafunc.config))
+    parametrize.parametrize(metafunc, get_settings(metafunc.config))
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    _parametrize.mark_capability_skips(items, get_settings(config))
+    markers.mark_invalid_items(items)
+    parametrize.mark_capability_skips(items, get_settings(config))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    markers.fail_if_invalid(item)
 
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict[str, Any]) -> None:
-    from ._benchmark_bridge import machine_info as add_machine_info
+    from .storage import machine_info as add_machine_info
 
     add_machine_info(config, machine_info, get_settings(config).devices)
 
@@ -105,10 +98,10 @@ def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report = yield
-    if report.failed and _parametrize.uses_plugin(item):
+    if report.failed and parametrize.uses_plugin(item) and not markers.is_invalid(item):
         settings = get_settings(item.config)
         report.sections.append(
-            ("effective-torch", _parametrize.rerun_hint(item, settings))
+            ("effective-torch", parametrize.rerun_hint(item, settings))
         )
     return report
 
@@ -119,25 +112,25 @@ def pytest_runtest_makereport(
 @pytest.fixture
 def device(request: pytest.FixtureRequest) -> torch.device:
     """The torch.device this test runs on; parametrized over ``--device``."""
-    return _parametrize.device_from_request(request, get_settings(request.config))
+    return parametrize.device_from_request(request, get_settings(request.config))
 
 
 @pytest.fixture
 def dtype(request: pytest.FixtureRequest) -> torch.dtype:
     """The torch.dtype this test runs with; parametrized over ``--dtype``."""
-    return _parametrize.dtype_from_request(request, get_settings(request.config))
+    return parametrize.dtype_from_request(request, get_settings(request.config))
 
 
 @pytest.fixture
 def seed(request: pytest.FixtureRequest) -> int:
     """This test's seed (from the session seed and the node id); seeds torch."""
-    return _parametrize.seed_test(request.node.nodeid, get_settings(request.config))
+    return parametrize.seed_test(request.node.nodeid, get_settings(request.config))
 
 
 @pytest.fixture
 def make_tensor(device: torch.device, dtype: torch.dtype, seed: int) -> Maker:
     """``make_tensor(*shape, dtype=None, low=None, high=None)`` on this test's device."""
-    from ._inputs import Maker
+    from ..inputs import Maker
 
     return Maker(device, dtype, seed)
 
@@ -148,21 +141,21 @@ def assert_same_as_reference(
 ) -> BoundAssertSame:
     """``assert_same_as_reference(candidate, reference, inputs, **options)`` on this
     test's device, dtype and seed, with ``@pytest.mark.tolerance`` applied."""
-    from ._equivalence import BoundAssertSame
+    from .fixtures import BoundAssertSame
 
     settings = get_settings(request.config)
     return BoundAssertSame(
-        request.node, device, dtype, seed, settings.trials, _parametrize.rerun_hint(request.node, settings)
+        request.node, device, dtype, seed, settings.trials, parametrize.rerun_hint(request.node, settings)
     )
 
 
 @pytest.fixture
 def gradcheck(request: pytest.FixtureRequest, device: torch.device, seed: int) -> BoundGradcheck:
     """``gradcheck(fn, inputs, **options)`` on this test's device and seed (always float64)."""
-    from ._gradcheck import BoundGradcheck
+    from .fixtures import BoundGradcheck
 
     settings = get_settings(request.config)
-    return BoundGradcheck(device, seed, _parametrize.rerun_hint(request.node, settings))
+    return BoundGradcheck(device, seed, parametrize.rerun_hint(request.node, settings))
 
 
 @pytest.fixture
@@ -171,6 +164,6 @@ def assert_faster_than_reference(
 ) -> SpeedFixture:
     """``assert_faster_than_reference(candidate, reference, inputs, *, min_speedup=1.0, ...)``
     on this test's device, dtype and seed, stored through pytest-benchmark."""
-    from ._speed import SpeedFixture
+    from .fixtures import SpeedFixture
 
     return SpeedFixture(request, benchmark, device, dtype, seed, get_settings(request.config))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ._settings import Settings
+from ..config.settings import Settings
 
 
 def _device_line(name: str) -> str:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import math
 import warnings
 
-from . import _stats
-from ._errors import CheckFailed
-from ._speed import SpeedOptions, SpeedResult, _fmt_bytes, _fmt_time
+from ..errors import CheckFailed, user_stacklevel
+from ..formatting import fmt_bytes, fmt_time
+from . import stats as _stats
+from .result import SpeedOptions, SpeedResult
 
 _SYSTEMATIC_PCT = round((math.exp(_stats.SYSTEMATIC) - 1) * 100, 1)
 
@@ -38,14 +39,14 @@ def describe(result: SpeedResult, rerun: str = "") -> list[str]:
         )
     lines.append(
         f"time per call (median of rounds, {result.timer} time): reference "
-        f"{_fmt_time(result.reference_time)}, candidate {_fmt_time(result.candidate_time)}"
+        f"{fmt_time(result.reference_time)}, candidate {fmt_time(result.candidate_time)}"
     )
     if result.reference_device_time is not None:
         lines.append(
-            f"  host time: reference {_fmt_time(result.reference_host_time)}, candidate "
-            f"{_fmt_time(result.candidate_host_time)}; device time (CUDA events): reference "
-            f"{_fmt_time(result.reference_device_time)}, candidate "
-            f"{_fmt_time(result.candidate_device_time)}"
+            f"  host time: reference {fmt_time(result.reference_host_time)}, candidate "
+            f"{fmt_time(result.candidate_host_time)}; device time (CUDA events): reference "
+            f"{fmt_time(result.reference_device_time)}, candidate "
+            f"{fmt_time(result.candidate_device_time)}"
         )
     threads = f"intra-op threads {result.threads}" if result.threads is not None else "threads not pinned"
     lines.append(
@@ -54,13 +55,13 @@ def describe(result: SpeedResult, rerun: str = "") -> list[str]:
         f"(budget {result.budget:g} s); timer: {result.timer_description}; {threads}"
     )
     lines.append(
-        f"first calls (not in the rounds): reference {_fmt_time(result.first_call[0])}, "
-        f"candidate {_fmt_time(result.first_call[1])}"
+        f"first calls (not in the rounds): reference {fmt_time(result.first_call[0])}, "
+        f"candidate {fmt_time(result.first_call[1])}"
     )
     if result.peak_memory != (None, None):
         lines.append(
-            f"peak memory: reference {_fmt_bytes(result.peak_memory[0])}, "
-            f"candidate {_fmt_bytes(result.peak_memory[1])}"
+            f"peak memory: reference {fmt_bytes(result.peak_memory[0])}, "
+            f"candidate {fmt_bytes(result.peak_memory[1])}"
         )
     if rerun:
         lines.append(rerun)
@@ -81,10 +82,18 @@ def _memory_problem(result: SpeedResult, ratio: float | None) -> str | None:
         return None
     times = f"{cand / ref:.3g}x" if ref else "more than"
     return (
-        f"candidate {result.candidate_name} needs too much memory: peak {_fmt_bytes(cand)}, "
-        f"{times} the reference's {_fmt_bytes(ref)}; max_memory_ratio={ratio:g} allows "
-        f"at most {_fmt_bytes(int(allowed))}"
+        f"candidate {result.candidate_name} needs too much memory: peak {fmt_bytes(cand)}, "
+        f"{times} the reference's {fmt_bytes(ref)}; max_memory_ratio={ratio:g} allows "
+        f"at most {fmt_bytes(int(allowed))}"
     )
+
+
+def _accept_advice(policy: str) -> str:
+    """How to accept an undecided verdict instead: only the policies not already in force."""
+    others = [p for p in ("skip", "warn") if p != policy]
+    if policy != "fail":
+        return f" (it is not an error: --effective-torch-inconclusive={policy} is in force)"
+    return f", or accept it with --effective-torch-inconclusive={' or '.join(others)}"
 
 
 def conclude(result: SpeedResult, options: SpeedOptions) -> SpeedResult:
@@ -117,8 +126,8 @@ def conclude(result: SpeedResult, options: SpeedOptions) -> SpeedResult:
         head = (
             f"inconclusive: after {result.elapsed:.2f} s and {result.rounds} rounds, {where}. "
             "To decide, raise the time budget "
-            f"(--effective-torch-time-budget, now {options.time_budget:g} s), make the "
-            "machine quieter, or accept it with --effective-torch-inconclusive=skip or warn"
+            f"(--effective-torch-time-budget, now {options.time_budget:g} s), make the machine quieter"
+            + _accept_advice(options.inconclusive)
         )
     if memory:
         message = "\n".join([memory, *([head] if head else []), *details])
@@ -130,5 +139,5 @@ def conclude(result: SpeedResult, options: SpeedOptions) -> SpeedResult:
         raise CheckFailed(message)
     if options.inconclusive == "skip":
         pytest.skip(message)
-    warnings.warn(SpeedInconclusiveWarning(message), stacklevel=3)
+    warnings.warn(SpeedInconclusiveWarning(message), stacklevel=user_stacklevel())
     return result

@@ -9,11 +9,14 @@ broadcasting, which is a bug waiting for the next caller.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ._report import Problem, describe_tensor, fmt
-from ._tolerance import unravel
+from .. import tree
+from ..formatting import describe_tensor, fmt
+from .report import Problem
+from .tolerance import unravel
 
 if TYPE_CHECKING:
     import torch
@@ -38,6 +41,43 @@ def _is_float_number(x: Any) -> bool:
     return isinstance(x, float) or (isinstance(x, complex))
 
 
+def _metadata_problem(c: torch.Tensor, r: torch.Tensor, path: str) -> Problem | None:
+    """Shape, dtype, device and layout must match exactly."""
+    diffs = []
+    if c.shape != r.shape:
+        diffs.append(f"shape {tuple(c.shape)} vs {tuple(r.shape)}")
+    if c.dtype != r.dtype:
+        diffs.append(f"dtype {c.dtype} vs {r.dtype}")
+    if c.device != r.device:
+        diffs.append(f"device {c.device} vs {r.device}")
+    if c.layout != r.layout:
+        diffs.append(f"layout {c.layout} vs {r.layout}")
+    if not diffs:
+        return None
+    hint = ""
+    if c.shape != r.shape and c.numel() == r.numel():
+        hint = " (same number of elements: an extra or missing size-1 dimension, or a reshape, would only work through broadcasting)"
+    elif c.shape != r.shape and _broadcastable(c.shape, r.shape):
+        hint = " (the shapes broadcast together, which would hide this in later arithmetic)"
+    return Problem(path, [f"candidate {', '.join(diffs)} (candidate vs reference){hint}"])
+
+
+def _container_problem(c: Any, r: Any, c_node: tree.Node | None, r_node: tree.Node, path: str) -> Problem | None:
+    """Why two containers do not pair up child by child, or None when they do."""
+    if c_node is None or type(c) is not type(r):
+        return Problem(path, [f"candidate returned {_type_name(c)}, reference {_type_name(r)}"])
+    if c_node.keys == r_node.keys:
+        return None
+    if isinstance(r, Mapping):
+        missing = [k for k in r if k not in c]
+        extra = [k for k in c if k not in r]
+        parts = ([f"missing keys {missing}"] if missing else []) + ([f"extra keys {extra}"] if extra else [])
+        return Problem(path, [f"candidate {type(r).__name__} has {'; '.join(parts) or 'its keys in another order'}"])
+    if len(c_node.keys) != len(r_node.keys):
+        return Problem(path, [f"candidate returned {len(c_node.keys)} items, reference {len(r_node.keys)}"])
+    return Problem(path, [f"candidate {type(r).__name__} has fields {list(c_node.keys)}, reference {list(r_node.keys)}"])
+
+
 def pair(candidate: Any, reference: Any, path: str) -> tuple[list[Leaf], list[Problem]]:
     """Pair the leaves of two outputs; structural and metadata differences become problems."""
     import torch
@@ -50,50 +90,23 @@ def pair(candidate: Any, reference: Any, path: str) -> tuple[list[Leaf], list[Pr
             if not isinstance(c, torch.Tensor):
                 problems.append(Problem(p, [f"candidate returned {_type_name(c)}, reference a tensor ({describe_tensor(r)})"]))
                 return
-            diffs = []
-            if c.shape != r.shape:
-                diffs.append(f"shape {tuple(c.shape)} vs {tuple(r.shape)}")
-            if c.dtype != r.dtype:
-                diffs.append(f"dtype {c.dtype} vs {r.dtype}")
-            if c.device != r.device:
-                diffs.append(f"device {c.device} vs {r.device}")
-            if c.layout != r.layout:
-                diffs.append(f"layout {c.layout} vs {r.layout}")
-            if diffs:
-                hint = ""
-                if c.shape != r.shape and c.numel() == r.numel():
-                    hint = " (same number of elements: an extra or missing size-1 dimension, or a reshape, would only work through broadcasting)"
-                elif c.shape != r.shape and _broadcastable(c.shape, r.shape):
-                    hint = " (the shapes broadcast together, which would hide this in later arithmetic)"
-                problems.append(Problem(p, [f"candidate {', '.join(diffs)} (candidate vs reference){hint}"]))
+            problem = _metadata_problem(c, r, p)
+            if problem is not None:
+                problems.append(problem)
                 return
             kind = "float" if (r.dtype.is_floating_point or r.dtype.is_complex) else "exact"
             leaves.append(Leaf(p, c, r, kind))
-        elif isinstance(r, (tuple, list)):
-            if type(c) is not type(r):
-                problems.append(Problem(p, [f"candidate returned {_type_name(c)}, reference {_type_name(r)}"]))
+            return
+        r_node = tree.node(r)
+        if r_node is not None:
+            problem = _container_problem(c, r, tree.node(c), r_node, p)
+            if problem is not None:
+                problems.append(problem)
                 return
-            if len(c) != len(r):
-                problems.append(Problem(p, [f"candidate returned {len(c)} items, reference {len(r)}"]))
-                return
-            for i, (ci, ri) in enumerate(zip(c, r, strict=False)):
-                walk(ci, ri, f"{p}[{i}]")
-        elif isinstance(r, dict):
-            if not isinstance(c, dict):
-                problems.append(Problem(p, [f"candidate returned {_type_name(c)}, reference {_type_name(r)}"]))
-                return
-            if set(c) != set(r):
-                missing = [k for k in r if k not in c]
-                extra = [k for k in c if k not in r]
-                parts = []
-                if missing:
-                    parts.append(f"missing keys {missing}")
-                if extra:
-                    parts.append(f"extra keys {extra}")
-                problems.append(Problem(p, [f"candidate dict has {'; '.join(parts)}"]))
-                return
-            for key in r:
-                walk(c[key], r[key], f"{p}[{key!r}]")
+            c_node = tree.node(c)
+            assert c_node is not None
+            for key, ci, ri in zip(r_node.keys, c_node.children, r_node.children, strict=True):
+                walk(ci, ri, p + key)
         elif r is None:
             if c is not None:
                 problems.append(Problem(p, [f"candidate returned {_type_name(c)}, reference None"]))
@@ -122,23 +135,8 @@ def _broadcastable(a: torch.Size, b: torch.Size) -> bool:
 
 
 def index_leaves(obj: Any, path: str) -> dict[str, Any]:
-    """path -> leaf (tensors and numbers) of a nested output, with :func:`pair`'s paths."""
-    import torch
-
-    out: dict[str, Any] = {}
-
-    def walk(o: Any, p: str) -> None:
-        if isinstance(o, torch.Tensor) or isinstance(o, (int, float, complex)):
-            out[p] = o
-        elif isinstance(o, (tuple, list)):
-            for i, item in enumerate(o):
-                walk(item, f"{p}[{i}]")
-        elif isinstance(o, dict):
-            for key, item in o.items():
-                walk(item, f"{p}[{key!r}]")
-
-    walk(obj, path)
-    return out
+    """path -> leaf of a nested output, with :func:`pair`'s paths."""
+    return dict(tree.leaves(obj, path))
 
 
 def exact_problem(leaf: Leaf) -> Problem | None:

@@ -12,9 +12,12 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from ..config.settings import Settings, get_settings
+from ..formatting import fmt_time
+from .storage import saved_speedups
+
 if TYPE_CHECKING:
-    from ._settings import Settings
-    from ._speed import SpeedResult
+    from ..speed.result import SpeedResult
 
 ROW_KEY = "effective_torch_speed"
 ROWS = pytest.StashKey[list[dict[str, Any]]]()
@@ -55,8 +58,6 @@ class SpeedRecorder:
         collect(report, self.config)
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        from ._settings import get_settings
-
         check_regressions(session, get_settings(self.config))
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
@@ -77,9 +78,7 @@ def collect(report: pytest.TestReport, config: pytest.Config) -> None:
 
 
 def _time(seconds: Any) -> str:
-    from ._speed import _fmt_time
-
-    return _fmt_time(seconds) if isinstance(seconds, (int, float)) else "-"
+    return fmt_time(seconds) if isinstance(seconds, (int, float)) else "-"
 
 
 def _speedup(row: dict[str, Any]) -> str:
@@ -169,8 +168,6 @@ def check_regressions(session: pytest.Session, settings: Settings) -> None:
     threshold = settings.max_speedup_drop
     if threshold is None or not session.config.stash.get(ROWS, []):
         return
-    from ._benchmark_bridge import saved_speedups
-
     config = session.config
     messages = config.stash.setdefault(REGRESSIONS, [])
     saved = saved_speedups(config)

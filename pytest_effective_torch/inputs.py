@@ -13,7 +13,8 @@ import zlib
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Union
 
-from ._errors import with_context
+from . import tree
+from .errors import with_context
 
 if TYPE_CHECKING:
     import torch
@@ -47,6 +48,37 @@ class Args:
         )
 
     __hash__ = None  # type: ignore[assignment]
+
+
+def arg_items(args: Args) -> list[tuple[int | str, Any]]:
+    """``(key, value)`` per argument: positions for positional ones, names for keywords."""
+    return [*enumerate(args.args), *args.kwargs.items()]
+
+
+def arg_value(args: Args, key: int | str) -> Any:
+    return args.args[key] if isinstance(key, int) else args.kwargs[key]
+
+
+def arg_label(key: int | str) -> str:
+    """``input 0`` or ``input 'dim'``: how messages name an argument."""
+    return f"input {key}" if isinstance(key, int) else f"input {key!r}"
+
+
+def map_args(args: Args, fn: Callable[[Any], Any]) -> Args:
+    """``args`` with ``fn(t)`` in place of every tensor, nested ones included; sharing kept."""
+    memo: dict[int, Any] = {}
+    out = Args(*(tree.map_tensors(a, fn, memo) for a in args.args))
+    out.kwargs = {k: tree.map_tensors(v, fn, memo) for k, v in args.kwargs.items()}
+    return out
+
+
+def input_tensors(args: Args) -> list[tuple[int | str, str, torch.Tensor]]:
+    """``(argument key, path, tensor)`` for every tensor argument, nested ones included."""
+    return [
+        (key, arg_label(key) + sub, tensor)
+        for key, value in arg_items(args)
+        for sub, tensor in tree.tensors(value)
+    ]
 
 
 Builder = Callable[["Maker"], tuple | Args]

@@ -1,0 +1,94 @@
+"""assert_same_as_reference: does the candidate compute the reference's function?
+
+The public function; the steps of one check are in :mod:`.check`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+from ..inputs import Inputs
+from .check import Check
+from .options import ParamMap, check_options
+from .report import EquivalenceReport
+from .sides import Sides
+from .truth import ReferenceNotDtypeGeneric
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["ReferenceNotDtypeGeneric", "assert_same_as_reference"]
+
+
+def assert_same_as_reference(
+    candidate: Callable[..., Any],
+    reference: Callable[..., Any],
+    inputs: Inputs,
+    *,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype | str | None = None,
+    seed: int | None = None,
+    atol: float | None = None,
+    rtol: float | None = None,
+    check_grad: bool = True,
+    mutates: Iterable[int | str] | int | str = (),
+    param_map: ParamMap | None = None,
+    trials: int | None = None,
+    _rerun: str | None = None,
+) -> EquivalenceReport:
+    """Check that ``candidate`` computes the same function as ``reference``.
+
+    Runs several trials (fresh seeds, a non-contiguous layout, large and small
+    magnitudes) and in each compares outputs and gradients (from the same
+    seeded random cotangent) against the reference evaluated on float64
+    copies of the inputs. Raises :class:`CheckFailed` naming every failing
+    output and gradient; returns an :class:`EquivalenceReport` otherwise.
+
+    ``inputs`` is a tuple of arguments (checked as given, then re-laid-out)
+    or a builder ``inputs(make)`` returning a tuple or :class:`Args`. With a
+    tuple, ``device``/``dtype`` default to the tensors' own; with a builder,
+    to cpu and float32. ``atol``/``rtol`` replace the automatic tolerance
+    with torch.testing.assert_close's rule against the truth. ``mutates``
+    names arguments the candidate may change in place (their final values
+    are compared). ``param_map`` maps candidate parameter names to the
+    reference's (a dict), or is a callable that takes the reference's
+    parameter gradients by name and returns the candidate's expected ones.
+
+    >>> import torch
+    >>> from pytest_effective_torch import assert_same_as_reference
+    >>> def stable_softmax(x):
+    ...     e = torch.exp(x - x.amax(-1, keepdim=True))
+    ...     return e / e.sum(-1, keepdim=True)
+    >>> report = assert_same_as_reference(
+    ...     stable_softmax, lambda x: torch.softmax(x, -1), lambda make: (make(8, 10),)
+    ... )
+    >>> len(report.trials)
+    6
+    """
+    __tracebackhide__ = True
+    try:
+        options = check_options(
+            candidate,
+            reference,
+            inputs,
+            device=device,
+            dtype=dtype,
+            seed=seed,
+            atol=atol,
+            rtol=rtol,
+            check_grad=check_grad,
+            mutates=mutates,
+            param_map=param_map,
+            trials=trials,
+            rerun=_rerun,
+        )
+    except (TypeError, ValueError) as exc:
+        # A bad argument: the caller's line, not the validators' frames.
+        raise exc.with_traceback(None) from None
+    sides = Sides.build(candidate, reference, options)
+    try:
+        sides.check_param_map(options.param_map)
+    except ValueError as exc:
+        raise exc.with_traceback(None) from None
+    return Check(options, sides).run()

@@ -1,0 +1,298 @@
+"""One equivalence check, trial by trial: the steps of the engine in order.
+
+For each trial of the plan (:mod:`.plan`) the inputs are built once; the
+candidate, the reference and the truth (the reference on float64 copies)
+each get their own copies and run under the same RNG seed (:mod:`.sides`);
+inputs the candidate changed in place are found (:mod:`.mutation`); outputs
+are walked in pairs (:mod:`.compare`) and judged against the truth
+(:mod:`.truth`, :mod:`.judge`); the same seeded cotangent is pushed back
+through every side and the gradients are judged alike (:mod:`.gradients`).
+The first failing trial raises :class:`CheckFailed` listing every problem in
+it (:mod:`.report`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, NoReturn
+
+from ..errors import CheckFailed
+from ..formatting import describe_tensor
+from ..inputs import Args, arg_label, arg_value, input_tensors, map_args
+from . import plan as plans
+from .compare import Leaf, pair
+from .copies import clone_layout, is_float, to_truth_dtype
+from .gradients import Gradients
+from .judge import Judge
+from .mutation import Snapshot, mutation_problems, snapshot
+from .options import CheckOptions
+from .plan import Trial
+from .report import EquivalenceReport, Problem, failure_message
+from .sides import Sides, buffers_kept, shared_buffers
+from .truth import Truth
+
+_NO_GRAD = " (candidate under torch.no_grad)"
+
+
+@dataclass
+class Calls:
+    """What one trial's calls produced: each side's outputs and the arguments it was given."""
+
+    cand_out: Any
+    ref_out: Any
+    truth_out: Any
+    cand_args: Args
+    #: the reference runs on the trial's pristine inputs (it may write declared-mutated ones)
+    ref_args: Args
+    truth_args: Args | None
+    rng_seed: int
+    problems: list[Problem]
+
+
+class Check:
+    """One call of ``assert_same_as_reference``: the options, the sides, the trials."""
+
+    def __init__(self, options: CheckOptions, sides: Sides) -> None:
+        self.options = options
+        self.sides = sides
+        self.report = EquivalenceReport()
+        self.report.truth = (
+            "float64" if options.separate_truth else "float64 reference (float64 is the working dtype)"
+        )
+        self.truth = Truth(options, sides.truth)
+        self.judge = Judge(options, self.report)
+        self.gradients = Gradients(sides, self.judge, self.report, options.param_map, self.context)
+
+    # -- context for crashes and failures ------------------------------------
+
+    def inputs_line(self, args: Args) -> str:
+        parts = []
+        for _, path, t in input_tensors(args)[:8]:
+            stride = "" if t.is_contiguous() else f", strides {t.stride()}, offset {t.storage_offset()}"
+            parts.append(f"{path}: {describe_tensor(t)}{stride}")
+        return "; ".join(parts) or "no tensors"
+
+    def context(self, what: str, trial: Trial, total: int, args: Args | None) -> str:
+        inputs = f"\ninputs: {self.inputs_line(args)}" if args is not None else ""
+        return f"effective-torch: while {what} in {trial.describe(total)}{inputs}\n{self.options.rerun}"
+
+    # -- the check ----------------------------------------------------------
+
+    def run(self) -> EquivalenceReport:
+        __tracebackhide__ = True
+        import torch
+
+        options = self.options
+        trials = plans.plan(options.seed, builder=options.builder is not None, trials=options.trials, dtype=options.dtype)
+        devices = [options.device] if options.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices), torch.enable_grad():
+            i = 0
+            while i < len(trials):
+                trial = trials[i]
+                args = self.build(trial, len(trials))
+                if i == 0 and options.builder is not None:
+                    trials = self.shrink_if_large(trials, args)
+                self.run_trial(trial, len(trials), args, passed_before=i)
+                self.report.trials.append(trial)
+                i += 1
+        if self.truth.degraded_note:
+            self.report.add_note(self.truth.degraded_note)
+        return self.report
+
+    def shrink_if_large(self, trials: list[Trial], args: Args) -> list[Trial]:
+        """Large inputs get one random trial (known once the first inputs exist)."""
+        options = self.options
+        elements = sum(t.numel() for _, _, t in input_tensors(args) if is_float(t))
+        shrunk = plans.plan(options.seed, builder=True, trials=options.trials, dtype=options.dtype, input_elements=elements)
+        if len(shrunk) < len(trials):
+            self.report.add_note(f"large inputs ({elements} elements): 1 random trial instead of {options.trials}")
+            return shrunk
+        return trials
+
+    def build(self, trial: Trial, total: int) -> Args:
+        """The trial's inputs: built, rescaled and re-laid-out as the trial says."""
+        __tracebackhide__ = True
+        options = self.options
+        args, scaled_none = plans.trial_inputs(
+            trial, options, context=self.context("building the inputs", trial, total, None)
+        )
+        if scaled_none:
+            self.report.add_note(
+                f"the {trial.kind}-magnitude trial scaled no tensor: the builder gave every "
+                "floating tensor an explicit low/high"
+            )
+        return args
+
+    def run_trial(self, trial: Trial, total: int, pristine: Args, passed_before: int) -> None:
+        """Run, compare and judge one trial; raise CheckFailed with all of its problems."""
+        __tracebackhide__ = True
+        options = self.options
+        first = passed_before == 0
+        # The reference writes into declared-mutated arguments of ``pristine``;
+        # the extra no_grad run needs the values from before that.
+        before_calls = map_args(pristine, clone_layout) if first and options.mutates else pristine
+        calls = self.call_sides(trial, total, pristine, passed_before)
+        leaves, structure = self.pair_outputs(calls)
+        problems = calls.problems + structure
+        truth_args = calls.truth_args if calls.truth_args is not None else calls.ref_args
+        truth_index = self.truth.index(calls.truth_out, truth_args, leaves)
+        for leaf in leaves:
+            self.judge.leaf(leaf, truth_index, trial, problems)
+        if options.check_grad and not structure:
+            problems += self.gradients.problems(
+                trial, total, leaves, truth_index, calls.cand_args, calls.ref_args, calls.truth_args
+            )
+        # After the backward passes: module buffers saved for backward must
+        # not be touched before them.
+        if first and not structure:
+            self.no_grad_run(trial, total, before_calls, calls.rng_seed, calls.ref_out, truth_index, problems)
+        if problems:
+            notes = list(self.report.notes)
+            if self.truth.degraded_note and self.truth.degraded_note not in notes:
+                notes.append(self.truth.degraded_note)
+            self.fail(trial, total, passed_before, problems, pristine, notes)
+
+    def call_sides(self, trial: Trial, total: int, pristine: Args, passed_before: int) -> Calls:
+        """Each side on its own copies of the inputs, under the same RNG seed."""
+        __tracebackhide__ = True
+        from ..inputs import derive_seed
+
+        options, sides = self.options, self.sides
+        # Leaves that gradients are taken with respect to; declared-mutated
+        # arguments are left alone (in-place ops on such leaves raise).
+        for key, _, t in input_tensors(pristine):
+            if options.check_grad and is_float(t) and key not in options.mutates and t.is_leaf:
+                t.requires_grad_(True)
+        truth_args = None
+        if sides.truth is not None:
+            device = options.truth_device
+            truth_args = map_args(pristine, lambda t: to_truth_dtype(t, device).requires_grad_(t.requires_grad))
+        cand_args = map_args(pristine, lambda t: clone_layout(t).requires_grad_(t.requires_grad))
+        taken = snapshot(cand_args)
+        rng_seed = derive_seed(trial.seed, "rng")
+
+        def context(args: Args) -> Any:
+            return lambda doing: self.context(doing, trial, total, args)
+
+        try:
+            cand_out = sides.candidate.call(cand_args, rng_seed, context(cand_args))
+        except Exception as exc:
+            if "in-place operation" in str(exc) and "requires grad" in str(exc):
+                self.raise_inplace_leaf(trial, total, pristine, rng_seed, passed_before)
+            raise
+        problems = mutation_problems(cand_args, pristine, taken, options.mutates)
+        ref_out = sides.reference.call(pristine, rng_seed, context(pristine))
+        truth_out = ref_out
+        if sides.truth is not None:
+            assert truth_args is not None
+            try:
+                truth_out = sides.truth.call(truth_args, rng_seed, context(truth_args))
+            except Exception as exc:
+                truth_out, truth_args = None, None
+                first_line = str(exc).splitlines()[0] if str(exc) else ""
+                self.truth.degrade(f"it raised {type(exc).__name__}: {first_line}")
+        return Calls(cand_out, ref_out, truth_out, cand_args, pristine, truth_args, rng_seed, problems)
+
+    def pair_outputs(self, calls: Calls) -> tuple[list[Leaf], list[Problem]]:
+        """Outputs, declared-mutated arguments and shared module buffers, walked in pairs."""
+        leaves, structure = pair(calls.cand_out, calls.ref_out, "output")
+        for key in sorted(self.options.mutates, key=str):
+            more, more_problems = pair(
+                arg_value(calls.cand_args, key), arg_value(calls.ref_args, key), f"{arg_label(key)} after the call"
+            )
+            leaves += more
+            structure += more_problems
+        # Module state the call changed (BatchNorm's running statistics):
+        # buffers both modules name and shape alike are compared like outputs.
+        for name, c_buf, r_buf in shared_buffers(self.sides.candidate.module, self.sides.reference.module):
+            more, more_problems = pair(c_buf, r_buf, f"buffer {name} after the call")
+            leaves += more
+            structure += more_problems
+        return leaves, structure
+
+    def no_grad_run(
+        self,
+        trial: Trial,
+        total: int,
+        pristine: Args,
+        rng_seed: int,
+        ref_out: Any,
+        truth_index: dict[str, Any],
+        problems: list[Problem],
+    ) -> None:
+        """The candidate once more under torch.no_grad, its outputs judged like the others.
+
+        Code often takes another path when autograd is off (inference fast
+        paths keyed on ``torch.is_grad_enabled()`` or ``x.requires_grad``, as
+        ``nn.TransformerEncoderLayer``'s); every other call here records
+        gradients, so that path would go unchecked. One extra forward call, in
+        the first trial only.
+        """
+        __tracebackhide__ = True
+        import torch
+
+        sides = self.sides
+        args = map_args(pristine, clone_layout)
+        taken = snapshot(args)
+
+        def context(doing: str) -> str:
+            return self.context(doing, trial, total, args)
+
+        # The extra calls must not advance module state (running statistics)
+        # past the other side's: buffers are put back afterwards.
+        with torch.no_grad(), buffers_kept(sides.candidate.module), buffers_kept(sides.reference.module):
+            try:
+                out = sides.candidate.call(args, rng_seed, context, mode=" under torch.no_grad")
+            except Exception:
+                # Code that needs autograd inside (forces as -dE/dx) cannot run
+                # here; that is no bug if the reference cannot either.
+                try:
+                    sides.reference.call(map_args(pristine, clone_layout), rng_seed, context, mode=" under torch.no_grad")
+                except Exception:
+                    self.report.add_note("no check under torch.no_grad: the candidate and the reference both raise there")
+                    return
+                raise
+        seen = {p.path for p in problems}
+        problems += [p for p in mutation_problems(args, pristine, taken, self.options.mutates) if p.path not in seen]
+        leaves, structure = pair(out, ref_out, "output")
+        for problem in structure:
+            problem.path = problem.path.replace("output", "output" + _NO_GRAD, 1)
+        problems += structure
+        for leaf in leaves:
+            if leaf.path in seen:
+                continue  # already failing with autograd on: one problem per output is enough
+            self.judge.leaf(leaf, truth_index, trial, problems, label=leaf.path.replace("output", "output" + _NO_GRAD, 1))
+
+    def raise_inplace_leaf(self, trial: Trial, total: int, pristine: Args, rng_seed: int, passed_before: int) -> None:
+        """The candidate wrote into an input that requires grad: find which one, and say so."""
+        __tracebackhide__ = True
+        import torch
+
+        probe = map_args(pristine, clone_layout)
+        taken: Snapshot = snapshot(probe)
+        try:
+            with torch.no_grad():
+                self.sides.candidate.call(probe, rng_seed, lambda doing: self.context(doing, trial, total, probe))
+        except Exception:
+            return
+        problems = mutation_problems(probe, pristine, taken, self.options.mutates)
+        if problems:
+            self.fail(trial, total, passed_before, problems, pristine, [])
+
+    def fail(
+        self, trial: Trial, total: int, passed_before: int, problems: list[Problem], pristine: Args, notes: list[str]
+    ) -> NoReturn:
+        """Raise the one CheckFailed of this check, for every problem of ``trial``."""
+        __tracebackhide__ = True
+        raise CheckFailed(
+            failure_message(
+                trial=trial,
+                total_trials=total,
+                passed_before=passed_before,
+                problems=problems,
+                rerun=self.options.rerun,
+                notes=notes,
+                inputs_line=self.inputs_line(pristine),
+            )
+        )
+

@@ -1,0 +1,9 @@
+"""The speed engine: ``assert_faster_than_reference``.
+
+``result`` holds the options and the result type; ``run`` measures
+(``calls`` builds the timed calls, ``clocks`` times them, ``memory`` takes
+peaks) in interleaved rounds decided by ``stats``; ``verdict`` turns a result
+into a pass, a failure, a skip or a warning; ``api`` is the public function.
+
+Private: the public API is what ``pytest_effective_torch`` exports.
+"""

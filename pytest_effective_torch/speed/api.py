@@ -1,0 +1,90 @@
+"""``assert_faster_than_reference``: the public function.
+
+:mod:`.run` measures, :mod:`.verdict` decides what the measurement means.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from ..inputs import Inputs
+from .result import DEFAULT_CONFIDENCE, SpeedResult
+from .result import options as make_options
+from .run import compare_speed
+from .verdict import SpeedInconclusiveWarning, conclude
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["SpeedInconclusiveWarning", "SpeedResult", "assert_faster_than_reference"]
+
+
+def assert_faster_than_reference(
+    candidate: Callable[..., Any],
+    reference: Callable[..., Any],
+    inputs: Inputs,
+    *,
+    min_speedup: float | None = 1.0,
+    device: torch.device | str | None = None,
+    backward: bool = False,
+    max_memory_ratio: float | None = None,
+    dtype: torch.dtype | None = None,
+    seed: int = 0,
+    time_budget: float = 2.0,
+    threads: int | None = 1,
+    timer: str = "host",
+    flush_l2: bool = False,
+    inconclusive: str = "fail",
+    confidence: float = DEFAULT_CONFIDENCE,
+    measure_memory: bool | None = None,
+) -> SpeedResult:
+    """Assert that ``candidate`` is at least ``min_speedup`` times faster than ``reference``.
+
+    Both are called with the same ``inputs``: a tuple of arguments, or a
+    builder ``inputs(make)`` that draws seeded tensors on ``device``.
+    The forward call is timed (forward plus backward with
+    ``backward=True``), in interleaved rounds, until a ``confidence``
+    interval for the speedup lies above ``min_speedup`` (returns the
+    :class:`SpeedResult`) or below it (raises :class:`CheckFailed`), or
+    ``time_budget`` seconds pass without a decision: then ``inconclusive``
+    says what happens (``fail``: raise, ``skip``: pytest.skip, ``warn``:
+    warn and return).
+
+    ``min_speedup=None`` measures without asserting: the rounds run until
+    the interval is precise (or the budget is spent) and the verdict is
+    ``measured``, never ``pass``; it is stored and summarized like any
+    other comparison, and ``max_memory_ratio`` is still asserted.
+
+    >>> def slow(x):
+    ...     return torch.stack([row.sum() for row in x])
+    >>> def fast(x):
+    ...     return x.sum(dim=1)
+    >>> assert_faster_than_reference(fast, slow, (torch.randn(256, 64),), min_speedup=5)
+    ... # doctest: +SKIP
+
+    ``max_memory_ratio=0.5`` also asserts that the candidate's peak memory
+    is at most half the reference's (measured with the CPU profiler or
+    CUDA's allocator statistics; ``measure_memory=True`` reports peaks
+    without asserting). ``threads`` pins torch's intra-op threads on the
+    CPU while timing; ``timer`` picks CUDA host or device time for the
+    verdict (both are reported); ``flush_l2`` flushes the CUDA L2 cache
+    before every timed call.
+    """
+    __tracebackhide__ = True
+    options = make_options(
+        min_speedup=min_speedup,
+        device=device,
+        dtype=dtype,
+        seed=seed,
+        backward=backward,
+        max_memory_ratio=max_memory_ratio,
+        measure_memory=measure_memory,
+        time_budget=time_budget,
+        threads=threads,
+        timer=timer,
+        flush_l2=flush_l2,
+        inconclusive=inconclusive,
+        confidence=confidence,
+    )
+    return conclude(compare_speed(candidate, reference, inputs, options), options)
