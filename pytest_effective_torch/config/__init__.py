@@ -1,4 +1,4 @@
-"""Configuration: the session's settings, the devices and dtypes they name.
+"""Configuration: the session's settings and the devices they name.
 
 Private: the public API is what ``pytest_effective_torch`` exports.
 """

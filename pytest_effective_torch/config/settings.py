@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from ..dtypes import canonical_dtype_name
 from .devices import (
     Inventory,
     check_device_words,
@@ -25,7 +26,6 @@ from .devices import (
     resolve_devices,
     split_specs,
 )
-from .dtypes import canonical_dtype_name
 
 DEFAULT_SEED = 0
 

@@ -16,14 +16,8 @@ from .compare import Leaf, as_tensor, exact_problem
 from .options import CheckOptions
 from .plan import Trial
 from .report import EquivalenceReport, Problem, value_problem
-from .tolerance import (
-    GRADIENT_NOISE,
-    SLICE_RULE_MAX_ELEMENTS,
-    Scratch,
-    assert_close_defaults,
-    bounds_for,
-    judge,
-)
+from .slices import SLICE_RULE_MAX_ELEMENTS, Scratch
+from .tolerance import GRADIENT_NOISE, assert_close_defaults, bounds_for, judge
 
 if TYPE_CHECKING:
     import torch

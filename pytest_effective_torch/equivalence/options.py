@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ..dtypes import to_torch_dtype
 from ..inputs import Args, Inputs, as_args, input_tensors, is_builder, map_args
 from .tolerance import Tolerance
 
@@ -98,8 +99,6 @@ def check_dtype(dtype: Any) -> torch.dtype | None:
     if dtype is None or isinstance(dtype, torch.dtype):
         return dtype
     if isinstance(dtype, str):
-        from ..config.dtypes import to_torch_dtype
-
         return to_torch_dtype(dtype)
     raise TypeError(f"dtype must be a torch.dtype, a name such as 'float32', or None; got {dtype!r}")
 

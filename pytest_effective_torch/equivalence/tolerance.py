@@ -64,11 +64,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
+from .slices import (
+    KAPPA,
+    Scratch,
+    slice_norms,
+    slices_ok,
+    worst_slice,
+)
+
 if TYPE_CHECKING:
     import torch
 
-#: How many times the reference's own error the candidate may have.
-KAPPA = 4.0
 #: Above this normwise relative distance from the truth, the reference's own
 #: error stops being a yardstick (see Verdict.reference_off).
 SUSPECT = 0.5
@@ -179,37 +185,6 @@ class Verdict:
     reference_off: float | None = None
 
 
-class Scratch:
-    """Reused float64 work buffers: fresh large allocations cost page faults."""
-
-    def __init__(self) -> None:
-        self._buffers: dict[tuple[object, ...], torch.Tensor] = {}
-
-    def _view(self, key: tuple[object, ...], like: torch.Tensor) -> torch.Tensor:
-        """A reused buffer under ``key``, viewed as ``like``'s shape, dtype and device."""
-        buf = self._buffers.get(key)
-        n = like.numel()
-        if buf is None or buf.numel() < n:
-            import torch
-
-            buf = torch.empty(n, dtype=like.dtype, device=like.device)
-            self._buffers[key] = buf
-        return buf[:n].view(like.shape)
-
-    def diff(self, c: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """``c - t`` in t's dtype, written into a reused buffer."""
-        out = self._view((t.dtype, t.device), t)
-        out.copy_(c)
-        out.sub_(t)
-        return out
-
-    def square(self, x: torch.Tensor, slot: int = 0) -> torch.Tensor:
-        """``x * x`` in another reused buffer (``diff`` holds the difference)."""
-        import torch
-
-        return torch.mul(x, x, out=self._view(("square", slot, x.dtype, x.device), x))
-
-
 def _norm(x: torch.Tensor, ord: float = 2.0) -> torch.Tensor:
     import torch
 
@@ -238,69 +213,6 @@ def unravel(flat: int, shape: tuple[int, ...]) -> tuple[int, ...]:
         index.append(flat % size if size else 0)
         flat //= size if size else 1
     return tuple(reversed(index))
-
-
-#: Tensors above this many elements skip the slice rule: its passes would cost
-#: a large memory-bound check about a quarter more (bench/bench_equivalence.py).
-SLICE_RULE_MAX_ELEMENTS = 1 << 20
-
-
-def _slice_dims(t: torch.Tensor) -> list[int]:
-    """Dimensions whose slices the slice rule checks: the first and the last, if they split the tensor."""
-    if t.ndim < 2 or t.numel() > SLICE_RULE_MAX_ELEMENTS:
-        return []
-    return [dim for dim in dict.fromkeys((0, t.ndim - 1)) if t.shape[dim] > 1]
-
-
-def _slice_norms(x: torch.Tensor, dim: int, scratch: Scratch | None = None) -> torch.Tensor:
-    """2-norm of every slice ``x.select(dim, i)``, as a vector over ``i`` (dim is 0 or the last)."""
-    return _slice_sums((scratch or Scratch()).square(x.abs() if x.is_complex() else x), dim).sqrt_()
-
-
-def _slice_sums(squares: torch.Tensor, dim: int) -> torch.Tensor:
-    """Per-slice sums of a contiguous tensor of squares: one vectorized pass.
-
-    (``vector_norm`` over the leading dimensions takes a strided path on the
-    CPU that costs 10x a plain pass.)
-    """
-    size = squares.shape[dim]
-    if dim == 0:
-        return squares.reshape(size, -1).sum(1)
-    return squares.reshape(-1, size).sum(0)
-
-
-def _slice_allowed(
-    ns_t: torch.Tensor, ns_r: torch.Tensor | None, bounds: Bounds, rms: float, slice_size: int
-) -> torch.Tensor:
-    """What each slice's ||c - t|| may be (see the module docstring)."""
-    import torch
-
-    floor = (bounds.floor + KAPPA * bounds.eps * rms) * math.sqrt(slice_size)
-    allowed = (bounds.normwise * ns_t).clamp_min(floor)
-    if ns_r is not None:
-        allowed = torch.maximum(allowed, KAPPA * ns_r)
-    return allowed
-
-
-def _slices_ok(d: torch.Tensor, t: torch.Tensor, bounds: Bounds, rms: float, nc: float, scratch: Scratch) -> bool:
-    """Fast path of the slice rule (no reference term, so stricter than the slow path).
-
-    Squared norms, compared per slice, one transfer to the host.
-    """
-    import torch
-
-    n = t.numel()
-    unit = bounds.floor + KAPPA * bounds.eps * rms
-    dims = [dim for dim in _slice_dims(t) if nc > unit * math.sqrt(n // t.shape[dim])]
-    if not dims:
-        return True  # under every slice's floor
-    squares_t = scratch.square(t.abs() if t.is_complex() else t)
-    squares_d = scratch.square(d.abs() if d.is_complex() else d, slot=1)
-    bad = []
-    for dim in dims:
-        allowed = (_slice_sums(squares_t, dim) * bounds.normwise**2).clamp_min_(unit * unit * (n // t.shape[dim]))
-        bad.append(torch.gt(_slice_sums(squares_d, dim), allowed).any())
-    return not bool(torch.stack(bad).any())
 
 
 def judge(
@@ -374,7 +286,7 @@ def judge(
         # Slices: no element error above every slice's floor means no slice
         # can fail (one cached max, usually already known); else look closer.
         unit = bounds.floor + KAPPA * bounds.eps * s
-        if nc <= allowed_n and mc <= allowed_e and (mc_at_most(unit) <= unit or _slices_ok(d, t, bounds, s, nc, scratch)):
+        if nc <= allowed_n and mc <= allowed_e and (mc_at_most(unit) <= unit or slices_ok(d, t, bounds, s, nc, scratch)):
             ratio = max(nc / allowed_n, mc / allowed_e)
             rel = nc / nt if nt else nc
             return Verdict(
@@ -537,7 +449,7 @@ def _judge_slow(
     normwise_ok = nc <= allowed_n
     rel = nc / nt if nt else nc
     rel_allowed = allowed_n / nt if nt else allowed_n
-    bad_slice = _worst_slice(dm, tm, rerr, bounds, s)
+    bad_slice = worst_slice(dm, tm, rerr, bounds, s)
     if normwise_ok and not bool(exceed_e.any()) and bad_slice is None:
         ratio = max(nc / allowed_n, float((err / bound_e).max()))
         return Verdict(
@@ -556,7 +468,7 @@ def _judge_slow(
         dim, i, slice_rel, slice_allowed = bad_slice
         in_slice = torch.zeros(t.shape, dtype=torch.bool, device=t.device)
         in_slice.select(dim, i).fill_(True)
-        s_slice = float(_slice_norms(tm, dim)[i]) / math.sqrt(max(n // t.shape[dim], 1))
+        s_slice = float(slice_norms(tm, dim)[i]) / math.sqrt(max(n // t.shape[dim], 1))
         bound = torch.maximum(bounds.normwise * (t_abs + s_slice), KAPPA * rerr) + bounds.floor
         exceed = (err > bound) & m & in_slice
         where = "[" + ", ".join([":"] * dim + [str(i)] + [":"] * (t.ndim - dim - 1)) + "]"
@@ -584,24 +496,3 @@ def _judge_slow(
         notes=notes,
         reference_off=reference_off,
     )
-
-
-def _worst_slice(
-    dm: torch.Tensor, tm: torch.Tensor, rerr: torch.Tensor, bounds: Bounds, rms: float
-) -> tuple[int, int, float, float] | None:
-    """The slice that breaks the slice rule the most: (dim, index, relative error, allowed), or None."""
-    worst: tuple[float, int, int, float, float] | None = None
-    n = tm.numel()
-    for dim in _slice_dims(tm):
-        size = n // tm.shape[dim]
-        ns_t = _slice_norms(tm.abs() if tm.is_complex() else tm, dim)
-        ns_d = _slice_norms(dm, dim)
-        allowed = _slice_allowed(ns_t, _slice_norms(rerr, dim), bounds, rms, size)
-        ratio = ns_d / allowed
-        i = int(ratio.argmax())
-        value = float(ratio[i])
-        if value > 1 and (worst is None or value > worst[0]):
-            nt_i = float(ns_t[i])
-            rel = float(ns_d[i]) / nt_i if nt_i else math.inf
-            worst = (value, dim, i, rel, float(allowed[i]) / nt_i if nt_i else float(allowed[i]))
-    return None if worst is None else worst[1:]

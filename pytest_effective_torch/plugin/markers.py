@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from ..config.devices import check_device_words
-from ..config.dtypes import canonical_dtype_name
+from ..dtypes import canonical_dtype_name
 
 MARKERS = (
     "devices(*names): run this test only on these devices (cpu, cuda, cuda:N, "

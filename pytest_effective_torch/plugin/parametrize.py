@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from ..config.devices import capability_skip_reason, device_for_worker, device_matches, worker_index
-from ..config.dtypes import to_torch_dtype
 from ..config.settings import Settings
+from ..dtypes import to_torch_dtype
 from ..inputs import derive_seed
 from . import markers
 
