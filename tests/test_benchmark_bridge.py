@@ -131,12 +131,47 @@ def test_a_speedup_that_drops_against_the_saved_run_fails_the_run(pytester, monk
     assert "SPEEDUP REGRESSION" not in same.stdout.str()
 
 
-def test_the_speedup_drop_option_needs_a_saved_run(pytester):
+def test_the_speedup_drop_option_on_the_command_line_needs_benchmark_compare_at_once(pytester):
     pytester.makepyfile(test_mine=TESTS)
     result = run(pytester, "--effective-torch-max-speedup-drop=10")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        ["*--effective-torch-max-speedup-drop needs a saved run to compare with: *--benchmark-compare*"]
+    )
+    assert "passed" not in result.stdout.str()  # refused before any test ran
+
+
+@pytest.mark.filterwarnings("ignore:Can't compare. No benchmark files")  # pytest-benchmark's own, expected here
+def test_a_first_run_with_no_saved_run_yet_passes_with_a_notice(pytester):
+    # A fresh CI runner: --benchmark-compare is in the CI command, the storage is empty.
+    pytester.makepyfile(test_mine=TESTS)
+    result = run(
+        pytester, "--benchmark-storage=store", "--benchmark-compare", "--effective-torch-max-speedup-drop=10"
+    )
+    result.assert_outcomes(passed=1)
+    assert result.ret == pytest.ExitCode.OK
     result.stdout.fnmatch_lines(
-        ["--effective-torch-max-speedup-drop needs a saved run to compare with: *--benchmark-compare*"]
+        ["--effective-torch-max-speedup-drop: no saved run to compare with yet, so no speedup was checked*"]
+    )
+
+
+def test_a_speedup_saved_with_another_clock_is_not_compared(pytester):
+    pytester.makepyfile(test_mine=TESTS)
+    run(pytester, "--benchmark-save=base", "--benchmark-storage=store").assert_outcomes(passed=1)
+    [saved] = (pytester.path / "store").rglob("*base.json")
+    data = json.loads(saved.read_text())
+    for bench in data["benchmarks"]:
+        bench["extra_info"]["timer"] = "device"  # as if saved on a GPU with device time
+        bench["extra_info"]["speedup"] = 1e6  # would be a huge drop if compared
+    saved.write_text(json.dumps(data))
+    result = run(
+        pytester, "--benchmark-storage=store", "--benchmark-compare", "--effective-torch-max-speedup-drop=10"
+    )
+    assert result.ret == pytest.ExitCode.OK
+    assert "SPEEDUP REGRESSION" not in result.stdout.str()
+    result.stdout.fnmatch_lines(
+        ["*test_gather[[]cpu-float32[]]: not compared with the saved run, which was timed with device time; "
+         "this run used host time*"]
     )
 
 

@@ -241,6 +241,17 @@ def test_a_reference_that_builds_float32_buffers_is_said_to_be_not_dtype_generic
     assert any("judged against the reference in float32" in note for note in report.notes)
 
 
+def test_the_not_dtype_generic_warning_points_at_the_callers_line():
+    def reference(x):
+        out = torch.zeros(x.shape[-1])  # float32 whatever x is
+        out += x.sum(0)
+        return out
+
+    with pytest.warns(ReferenceNotDtypeGeneric) as record:
+        assert_same_as_reference(lambda x: x.sum(0), reference, lambda make: (make(6, 3),))
+    assert record[0].filename == __file__
+
+
 def test_a_reference_that_fails_on_float64_is_said_so_too():
     def reference(x):
         assert x.dtype == torch.float32, "float32 only"

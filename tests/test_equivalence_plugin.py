@@ -217,3 +217,40 @@ def test_a_builder_that_raises_shows_the_users_frame_not_the_engines(pytester: p
     )
     for internal in ("_engine.py", "_inputs.py", "_equivalence.py"):
         assert internal not in text, internal
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (
+            "assert_same_as_reference(torch.sin, torch.sin, torch.ones(3))",
+            "TypeError: inputs must be a tuple of arguments, Args(*args, **kwargs), or a builder inputs(make); "
+            "got Tensor (wrap a single tensor as (x,))",
+        ),
+        (
+            "assert_same_as_reference(torch.nn.Linear(2, 2), torch.nn.Linear(2, 2), (torch.ones(1, 2),), "
+            "param_map={'wieght': 'weight'})",
+            "ValueError: param_map names unknown parameters: candidate ['wieght'], reference []; "
+            "candidate has ['bias', 'weight'], reference has ['bias', 'weight']",
+        ),
+        (
+            "assert_same_as_reference(torch.sin, torch.sin, (torch.ones(3),), param_map=3)",
+            "TypeError: param_map must be a dict {candidate parameter name: reference parameter name} "
+            "or a callable mapping the reference's gradients by name; got int",
+        ),
+    ],
+)
+def test_a_bad_argument_shows_the_callers_line_and_no_plugin_frames(pytester: pytest.Pytester, call, message):
+    pytester.makepyfile(
+        f"""
+        import torch
+
+        def test_it(assert_same_as_reference):
+            {call}
+        """
+    )
+    result = run(pytester)
+    result.assert_outcomes(failed=1)
+    out = result.stdout.str()
+    assert f"E       {message}" in out
+    assert "pytest_effective_torch/" not in out  # no frame of the plugin's files

@@ -392,3 +392,39 @@ def test_min_speedup_none_still_asserts_the_memory_ratio():
             wasteful, busy(1), inputs, min_speedup=None, max_memory_ratio=1.0, time_budget=0.5
         )
     assert "required: nothing, min_speedup=None (measured, not asserted)" in str(info.value)
+
+
+def test_str_of_a_result_gives_the_times_in_the_order_it_names_the_sides():
+    text = str(_result(verdict="pass", candidate_time=1e-3, reference_time=4e-3))
+    assert text.startswith("fast vs slow: pass, speedup 1.1x")
+    assert text.endswith("1 ms vs 4 ms per call")
+
+
+@pytest.mark.parametrize(
+    ("policy", "advice", "not_advised"),
+    [
+        ("skip", "it is not an error: --effective-torch-inconclusive=skip is in force", "accept it with"),
+        ("warn", "it is not an error: --effective-torch-inconclusive=warn is in force", "accept it with"),
+    ],
+)
+def test_inconclusive_advice_does_not_suggest_the_policy_in_force(policy, advice, not_advised):
+    from pytest_effective_torch.speed.result import SpeedOptions
+    from pytest_effective_torch.speed.verdict import conclude
+
+    options = SpeedOptions(min_speedup=1.1, inconclusive=policy)
+    if policy == "skip":
+        with pytest.raises(pytest.skip.Exception) as info:
+            conclude(_result(), options)
+        message = str(info.value)
+    else:
+        with pytest.warns(SpeedInconclusiveWarning) as record:
+            conclude(_result(), options)
+        message = str(record[0].message)
+    assert advice in message
+    assert not_advised not in message
+
+
+def test_an_inconclusive_warning_points_at_the_callers_line():
+    with pytest.warns(SpeedInconclusiveWarning) as record:
+        assert_faster_than_reference(slow_copy, slow_copy, inputs, time_budget=0.05, inconclusive="warn")
+    assert record[0].filename == __file__

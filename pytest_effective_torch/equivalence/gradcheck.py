@@ -18,7 +18,7 @@ from .. import tree
 from ..errors import CheckFailed, with_context
 from ..formatting import fmt
 from ..inputs import Args, Inputs, Maker, arg_items, arg_label, build, map_args
-from .options import check_inputs, check_seed
+from .options import check_callable, check_device, check_inputs, check_seed
 from .tolerance import unravel
 
 if TYPE_CHECKING:
@@ -178,6 +178,25 @@ def _worst_entry(
     return worst[1] if worst else None
 
 
+def _validated(
+    fn: Any, inputs: Any, check_gradgrad: Any, seed: Any, device: Any, **numbers: Any
+) -> tuple[torch.device | None, int]:
+    """The device (None: the inputs' own) and seed, after checking every argument."""
+    import torch
+
+    check_callable("fn", fn)
+    check_inputs(inputs)
+    if not isinstance(check_gradgrad, bool):
+        raise TypeError(f"check_gradgrad must be True or False, got {check_gradgrad!r}")
+    for name, value in numbers.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not (value >= 0 and math.isfinite(value)):
+            raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    dev = check_device(device)
+    if dev is not None and dev.type == "mps":
+        dev = torch.device("cpu")  # no float64 on MPS
+    return dev, check_seed(seed)
+
+
 def gradcheck(
     fn: Callable[..., Any],
     inputs: Inputs,
@@ -208,20 +227,10 @@ def gradcheck(
     __tracebackhide__ = True
     import torch
 
-    if not callable(fn):
-        raise TypeError(f"fn must be callable (a function or an nn.Module), got {type(fn).__name__}")
-    check_inputs(inputs)
-    if not isinstance(check_gradgrad, bool):
-        raise TypeError(f"check_gradgrad must be True or False, got {check_gradgrad!r}")
-    for name, value in (("eps", eps), ("atol", atol), ("rtol", rtol), ("nondet_tol", nondet_tol)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not (value >= 0 and math.isfinite(value)):
-            raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-    seed = check_seed(seed)
-    if device is not None and not isinstance(device, (str, torch.device)):
-        raise TypeError(f"device must be a torch.device, a string such as 'cpu', or None; got {device!r}")
-    dev = torch.device(device) if device is not None else None
-    if dev is not None and dev.type == "mps":
-        dev = torch.device("cpu")  # no float64 on MPS
+    try:
+        dev, seed = _validated(fn, inputs, check_gradgrad, seed, device, eps=eps, atol=atol, rtol=rtol, nondet_tol=nondet_tol)
+    except (TypeError, ValueError) as exc:
+        raise exc.with_traceback(None) from None  # the caller's line, not the validators' frames
     rerun = _rerun or f"rerun: gradcheck(fn, inputs, device={str(dev or 'cpu')!r}, seed={seed})"
 
     def to64(t: torch.Tensor) -> torch.Tensor:

@@ -54,7 +54,8 @@ def pytest_configure(config: pytest.Config) -> None:
         config.addinivalue_line("markers", line)
     workerinput = getattr(config, "workerinput", None)
     worker_seed = workerinput.get("effective_torch_seed") if workerinput else None
-    config.stash[SETTINGS_KEY] = resolve_settings(config, worker_seed=worker_seed)
+    settings = config.stash[SETTINGS_KEY] = resolve_settings(config, worker_seed=worker_seed)
+    summary.check_usage(config, settings)
     config.pluginmanager.register(summary.SpeedRecorder(config), "effective-torch-speed")
 
 

@@ -44,6 +44,9 @@ class BoundAssertSame:
         self._marker = markers.tolerance(node)  # validated at collection (markers.mark_invalid_items)
         self.calls = 0
 
+    def __repr__(self) -> str:
+        return f"<assert_same_as_reference on {self._device}, {self._dtype}, seed {self._seed}>"
+
     def __call__(self, candidate: Callable[..., Any], reference: Callable[..., Any], inputs: Inputs, **kwargs: Any) -> EquivalenceReport:
         __tracebackhide__ = True
         call = self.calls
@@ -67,6 +70,9 @@ class BoundGradcheck:
         self._seed = seed
         self._rerun = rerun
         self.calls = 0
+
+    def __repr__(self) -> str:
+        return f"<gradcheck on {self._device}, seed {self._seed}>"
 
     def __call__(self, fn: Callable[..., Any], inputs: Inputs, **kwargs: Any) -> GradcheckReport:
         __tracebackhide__ = True
@@ -128,6 +134,10 @@ class SpeedFixture:
             inconclusive=settings.inconclusive,
         )
         self._names: list[str | None] = []
+
+    def __repr__(self) -> str:
+        d = self._defaults
+        return f"<assert_faster_than_reference on {d['device']}, {d['dtype']}, seed {d['seed']}>"
 
     def __call__(
         self,

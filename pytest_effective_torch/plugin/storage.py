@@ -172,16 +172,26 @@ def device_lock(device: str) -> Any:
     return FileLock(os.path.join(folder, re.sub(r"[^A-Za-z0-9_.-]", "-", device) + ".lock"))
 
 
-def saved_speedups(config: pytest.Config) -> dict[str, float] | None:
-    """fullname -> speedup of the run loaded by ``--benchmark-compare``; None without one."""
+@dataclass(frozen=True)
+class Saved:
+    """A speedup from the saved run, and the clock it was measured with (None: not recorded)."""
+
+    speedup: float
+    timer: str | None
+
+
+def saved_speedups(config: pytest.Config) -> dict[str, Saved] | None:
+    """fullname -> saved speedup of the run loaded by ``--benchmark-compare``; None without one."""
     session = _session(config)
     mapping = getattr(session, "compared_mapping", None)
     if not mapping:
         return None
-    out: dict[str, float] = {}
+    out: dict[str, Saved] = {}
     for benchmarks in mapping.values():
         for fullname, bench in benchmarks.items():
-            speedup = (bench.get("extra_info") or {}).get("speedup")
+            info = bench.get("extra_info") or {}
+            speedup = info.get("speedup")
             if isinstance(speedup, (int, float)) and speedup > 0:
-                out[fullname] = float(speedup)
+                timer = info.get("timer")
+                out[fullname] = Saved(float(speedup), timer if isinstance(timer, str) else None)
     return out

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 ROW_KEY = "effective_torch_speed"
 ROWS = pytest.StashKey[list[dict[str, Any]]]()
 REGRESSIONS = pytest.StashKey[list[str]]()
-PROBLEMS = pytest.StashKey[list[str]]()
+NOTICES = pytest.StashKey[list[str]]()
 
 HEADER = ("test", "device", "dtype", "reference", "candidate", "speedup [interval]", "verdict")
 
@@ -159,28 +159,57 @@ def speedup_drop(before: float, row: dict[str, Any], threshold: float) -> str | 
     )
 
 
+def check_usage(config: pytest.Config, settings: Settings) -> None:
+    """At start: ``--effective-torch-max-speedup-drop`` on the command line needs ``--benchmark-compare``.
+
+    (Set in an ini file it is a project default that runs without a
+    comparison simply do not use.)
+    """
+    if settings.max_speedup_drop is None or not settings.sources.get("max_speedup_drop", "").startswith("command line"):
+        return
+    if not config.getoption("benchmark_compare", None):
+        raise pytest.UsageError(
+            "--effective-torch-max-speedup-drop needs a saved run to compare with: "
+            "add --benchmark-compare[=NUM|_ID]"
+        )
+
+
 def check_regressions(session: pytest.Session, settings: Settings) -> None:
     """Fail the run when a speedup fell by more than ``max_speedup_drop`` percent.
 
     Without a speed comparison in this run there is nothing to compare (an
     ini setting must not fail runs of other tests), so nothing is demanded.
+    Without a saved run yet (the first run on a fresh CI runner) the run
+    passes with a notice. A speedup saved with another clock (host time
+    against CUDA device time) is not compared: the two measure different
+    things, and their ratio would be a false regression or a false pass.
     """
     threshold = settings.max_speedup_drop
     if threshold is None or not session.config.stash.get(ROWS, []):
         return
     config = session.config
     messages = config.stash.setdefault(REGRESSIONS, [])
+    notices = config.stash.setdefault(NOTICES, [])
     saved = saved_speedups(config)
-    if saved is None:
-        config.stash[PROBLEMS] = [
-            "--effective-torch-max-speedup-drop needs a saved run to compare with: "
-            "add --benchmark-compare[=NUM|_ID]"
-        ]
-        session.exitstatus = pytest.ExitCode.USAGE_ERROR
+    if not saved:
+        notices.append(
+            "--effective-torch-max-speedup-drop: no saved run to compare with yet, so no speedup "
+            "was checked for a drop (save one with --benchmark-save=NAME or --benchmark-autosave; "
+            "later runs compare with --benchmark-compare)"
+        )
         return
     for row in config.stash.get(ROWS, []):
-        before = saved.get(str(row.get("entry")))
-        message = speedup_drop(before, row, threshold) if before is not None else None
+        entry = str(row.get("entry"))
+        before = saved.get(entry)
+        if before is None:
+            continue
+        if before.timer is not None and before.timer != row.get("timer"):
+            notices.append(
+                f"{entry}: not compared with the saved run, which was timed with {before.timer} time; "
+                f"this run used {row.get('timer')} time (--effective-torch-timer)"
+            )
+            continue
+        message = speedup_drop(before.speedup, row, threshold)
         if message:
             messages.append(message)
     if messages and session.exitstatus == pytest.ExitCode.OK:
@@ -191,7 +220,7 @@ def write(terminalreporter: Any, config: pytest.Config) -> None:
     """The "effective-torch speed" section of the terminal summary; nothing without rows."""
     rows = config.stash.get(ROWS, [])
     regressions = config.stash.get(REGRESSIONS, [])
-    problems = config.stash.get(PROBLEMS, [])
+    notices = config.stash.get(NOTICES, [])
     if not rows:  # no speed comparison ran: no heading, not even an empty one
         return
     tr = terminalreporter
@@ -209,5 +238,5 @@ def write(terminalreporter: Any, config: pytest.Config) -> None:
         tr.write_line(f"pytest-benchmark {note}" if note.startswith("storage") else note)
     for message in regressions:
         tr.write_line(f"SPEEDUP REGRESSION: {message}", red=True)
-    for message in problems:
-        tr.write_line(message, red=True)
+    for message in notices:
+        tr.write_line(message, yellow=True)
