@@ -82,15 +82,13 @@ def test_cuda_peak_memory_decides_max_memory_ratio():
 
 
 def test_the_synchronized_timer_waits_for_queued_work():
-    x = torch.randn(2048, 2048, device="cuda")
     torch.cuda.synchronize()
-    start = synchronized_timer()
-    for _ in range(10):
-        torch.mm(x, x)
-    end = synchronized_timer()
-    assert end > start
+    stream = torch.cuda.current_stream()
+    torch.cuda._sleep(200_000_000)  # keeps the GPU busy for far longer than the next line takes
+    assert not stream.query(), "the queue should still be busy before the timer is read"
+    synchronized_timer()
     # nothing is left in the queue once the timer has returned
-    assert torch.cuda.current_stream().query()
+    assert stream.query()
 
 
 def test_cuda_peak_memory_is_reset_for_each_side():
