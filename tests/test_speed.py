@@ -95,7 +95,7 @@ def test_forward_and_backward_are_timed_together_when_asked():
 
 def test_threads_are_pinned_while_timing_and_restored_after():
     before = torch.get_num_threads()
-    result = assert_faster_than_reference(busy(1), busy(20), inputs, min_speedup=2, threads=2)
+    result = assert_faster_than_reference(busy(1), busy(20), inputs, min_speedup=None, threads=2, time_budget=0.2)
     assert result.threads == 2
     assert torch.get_num_threads() == before
 
