@@ -103,11 +103,11 @@ index_of() {
 }
 
 # --------------------------------------------------------------- options
-DRY_RUN="" ONLY="" RERUN="" FROM="" VERSIONS_ONLY=""
+DRY_RUN="" ONLY="" ONLY_GIVEN="" RERUN="" FROM="" VERSIONS_ONLY=""
 for arg in "$@"; do
   case "$arg" in
     --dry-run) DRY_RUN=1 ;;
-    --only=*) ONLY="${arg#--only=}" ;;
+    --only=*) ONLY="${arg#--only=}" ONLY_GIVEN=1 ;;
     --rerun-failed) RERUN=1 ;;
     --from=*) FROM="${arg#--from=}" ;;
     --budget=*) BUDGET="${arg#--budget=}" ;;
@@ -117,7 +117,7 @@ for arg in "$@"; do
   esac
 done
 [[ "$BUDGET" =~ ^[0-9]+$ ]] || die "--budget must be a whole number of seconds, got '$BUDGET'"
-[[ -n "$ONLY" && -n "$RERUN" ]] && die "--only and --rerun-failed pick the steps two ways; give one"
+[[ -n "$ONLY_GIVEN" && -n "$RERUN" ]] && die "--only and --rerun-failed pick the steps two ways; give one"
 [[ -n "$RERUN" && -z "$FROM" ]] && FROM="$OUT"
 FROM_RESULTS=""
 if [[ -n "$FROM" ]]; then
@@ -132,12 +132,15 @@ fi
 latest_status() { awk -F'\t' -v n="$1" '$1 == n { s = $2 } END { print s }' "$2"; }
 
 SELECTED=()
-if [[ -n "$ONLY" ]]; then
+if [[ -n "$ONLY_GIVEN" ]]; then
   IFS=',' read -r -a wanted <<<"$ONLY"
   for name in "${wanted[@]}"; do
-    [[ -z "$name" ]] && continue
-    index_of "$name" >/dev/null || die "no step named '$name'; steps: $(IFS=,; echo "${NAMES[*]}")"
-    SELECTED+=("$name")
+    [[ -z "$name" ]] || index_of "$name" >/dev/null ||
+      die "no step named '$name'; steps: $(IFS=,; echo "${NAMES[*]}")"
+  done
+  # In the script's order (most important first), whatever the order asked.
+  for name in "${NAMES[@]}"; do
+    [[ ",$ONLY," == *",$name,"* ]] && SELECTED+=("$name")
   done
   ((${#SELECTED[@]})) || die "--only names no step"
 elif [[ -n "$RERUN" ]]; then
@@ -176,15 +179,18 @@ fi
 
 # ------------------------------------------------------------- versions
 versions() {
-  python3 - <<'EOF' 2>&1
+  GPU_CHECK_SELFTEST="$SELFTEST" python3 - <<'EOF' 2>&1
+import os
 import platform
 import sys
 from importlib import metadata
 
 print(f"python {sys.version.split()[0]} ({platform.machine()}, {platform.platform()})")
 try:
+    if os.environ.get("GPU_CHECK_SELFTEST"):
+        raise ImportError("not imported in the self-test, which does not need it")
     import torch
-except Exception as exc:  # the check says so below; versions still print
+except Exception as exc:  # versions still print; the CUDA check says what it means
     print(f"torch: cannot import ({exc})")
 else:
     print(f"torch {torch.__version__}, built for CUDA {torch.version.cuda}, "
@@ -268,18 +274,28 @@ versions | tee "$WORK/versions.log"
 INSTALL="skipped (self-test)"
 if [[ -z "$SELFTEST" ]]; then
   echo "== install"
+  # Is the plugin's entry point visible from a folder that is not the
+  # checkout (pytester's inner runs start in temporary folders)?
   entry_point='import sys
 from importlib.metadata import entry_points
 sys.exit(not any(e.name == "effective_torch" for e in entry_points(group="pytest11")))'
+  has_entry_point() { (cd "$WORK" && python3 -c "$entry_point") >>"$WORK/install.log" 2>&1; }
   if timeout -k 10 180 python3 -m pip install --no-deps --no-build-isolation --no-index -e . \
-    >"$WORK/install.log" 2>&1 && python3 -c "$entry_point" >>"$WORK/install.log" 2>&1; then
+    >"$WORK/install.log" 2>&1 && has_entry_point; then
     INSTALL="editable install (pip install --no-deps --no-build-isolation -e .)"
   else
     export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
-    export PYTEST_PLUGINS="pytest_effective_torch.plugin${PYTEST_PLUGINS:+,$PYTEST_PLUGINS}"
-    INSTALL="FALLBACK: the editable install failed (install log in tails.txt); PYTHONPATH=$PWD and"
-    INSTALL+=" PYTEST_PLUGINS=pytest_effective_torch.plugin; expected to fail therefore:"
-    INSTALL+=" tests/test_plugin_options.py::test_no_effective_torch_turns_the_plugin_off"
+    INSTALL="FALLBACK: the editable install failed (its log is in tails.txt); PYTHONPATH=$PWD"
+    if has_entry_point; then
+      # Through PYTHONPATH the checkout's egg-info (or an older install)
+      # names the plugin already; PYTEST_PLUGINS would register it twice.
+      INSTALL+=", whose entry point loads the plugin (PYTEST_PLUGINS not set)"
+    else
+      export PYTEST_PLUGINS="pytest_effective_torch.plugin${PYTEST_PLUGINS:+,$PYTEST_PLUGINS}"
+      INSTALL+=" and PYTEST_PLUGINS=pytest_effective_torch.plugin; expected to fail therefore:"
+      INSTALL+=" tests/test_plugin_options.py::test_no_effective_torch_turns_the_plugin_off"
+      INSTALL+=" (it turns the plugin off by its entry-point name)"
+    fi
   fi
   echo "$INSTALL"
 fi
