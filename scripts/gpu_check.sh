@@ -35,26 +35,30 @@
 # rewritten after every step, so a run killed midway keeps each finished
 # step's result:
 #   summary.md    versions, one row per step, the claims table, bench tables
-#   results.tsv   one line per finished step (appended as it ends):
-#                 name, status, rc, seconds, timeout, pytest's summary line
+#   results.tsv   one line per finished step (appended as it ends), tab-
+#                 separated: name, status (passed, failed, timeout, not-run),
+#                 rc, seconds, timeout, pytest's summary line (or the last)
 #   tails.txt     the last lines of every step's log, and the install log
 #   logs.tar.gz   every step's full log
 #   running.log   the log of the step in progress (gone once it ends)
 #
 # Installation: `pip install --no-deps --no-build-isolation -e .` (the GPU
 # image has torch, pytest, pytest-benchmark and xdist but no internet). If that
-# fails, the checkout is put on PYTHONPATH and the plugin loaded through
-# PYTEST_PLUGINS, which also reaches the inner pytest runs of pytester (a -p on
-# the outer command line does not); then one test, which turns the plugin off
-# by its entry-point name, is expected to fail.
+# fails, the checkout is put on PYTHONPATH. Where no entry point then names the
+# plugin, it is loaded through PYTEST_PLUGINS, which also reaches the inner
+# pytest runs of pytester (a -p on the outer command line does not), and one
+# test, which turns the plugin off by its entry-point name, is expected to
+# fail. (Where one does, e.g. from the egg-info setuptools left in the
+# checkout, PYTEST_PLUGINS would register the plugin twice and break pytest.)
 #
-# GPU_CHECK_SELFTEST=1 swaps the steps for four tiny fake ones and skips the
+# GPU_CHECK_SELFTEST=1 swaps the steps for five tiny fake ones and skips the
 # CUDA check and the install: tests/test_gpu_check_script.py uses it to check
 # this script's bookkeeping on a machine without a GPU.
 set -uo pipefail
 START=$SECONDS
 CALLER_PWD="$PWD"
 cd "$(dirname "$0")/.." || exit 2
+SELF="$PWD/scripts/gpu_check.sh"
 export PYTHONUNBUFFERED=1
 
 # A relative $OUT or --from is taken from where the script was called.
@@ -65,7 +69,7 @@ MIN_STEP=20      # seconds: a step is not started with less than this left
 TAIL_LINES=60    # lines of each log in tails.txt
 SELFTEST="${GPU_CHECK_SELFTEST:-}"
 
-usage() { sed -n '2,/^set -uo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
+usage() { sed -n '2,/^set -uo/p' "$SELF" | sed '$d; s/^# \{0,1\}//'; }
 die() { echo "gpu_check.sh: $*" >&2; exit 2; }
 
 # ------------------------------------------------------------------ steps
@@ -246,6 +250,7 @@ else:
 fi
 
 # ----------------------------------------------------------------- setup
+command -v timeout >/dev/null || die "coreutils' timeout is not on PATH; every step needs it"
 mkdir -p "$OUT" || die "cannot create $OUT"
 OUT="$(cd "$OUT" && pwd -P)"
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/gpu_check.XXXXXX")" || die "cannot create a scratch folder"

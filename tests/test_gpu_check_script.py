@@ -3,7 +3,7 @@
 The GPU loan is one short slot, so the script's plumbing (step selection,
 results written as it goes, the files that come back, reruns) is tested here
 with --dry-run and with GPU_CHECK_SELFTEST=1, which swaps the real steps for
-four tiny fake ones and skips the CUDA check and the install.
+five tiny fake ones and skips the CUDA check and the install.
 """
 
 from __future__ import annotations
