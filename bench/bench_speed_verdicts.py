@@ -11,8 +11,14 @@ interval):
 With ``--load`` the same runs again while another process burns a core.
 Prints one table; the targets are in bench/RESULTS.md.
 
+On a GPU, ``--timer`` picks the clock the verdicts use (``host``:
+synchronized wall-clock time, ``device``: CUDA events) and
+``--time-budget`` bounds each verdict, so that a fixed number of trials fits
+a short slot (an inconclusive verdict is counted, never a pass):
+
     python bench/bench_speed_verdicts.py --trials 50 --load
     python bench/bench_speed_verdicts.py --trials 5      # a quick look
+    python bench/bench_speed_verdicts.py --device=cuda --timer=device --time-budget=1
 """
 
 from __future__ import annotations
@@ -62,7 +68,9 @@ CASES = (
 )
 
 
-def run_case(case: Case, trials: int, device: str) -> dict[str, object]:
+def run_case(
+    case: Case, trials: int, device: str, *, timer: str = "host", time_budget: float = 2.0
+) -> dict[str, object]:
     x = torch.randn(128, 128, device=device)
     candidate, reference = matmuls(case.candidate_reps), matmuls(case.reference_reps)
     outcomes: list[str] = []
@@ -72,7 +80,13 @@ def run_case(case: Case, trials: int, device: str) -> dict[str, object]:
         start = time.perf_counter()
         try:
             result = assert_faster_than_reference(
-                candidate, reference, (x,), min_speedup=case.min_speedup, device=device
+                candidate,
+                reference,
+                (x,),
+                min_speedup=case.min_speedup,
+                device=device,
+                timer=timer,
+                time_budget=time_budget,
             )
             outcomes.append("pass")
             rounds.append(result.rounds)
@@ -107,10 +121,38 @@ def main() -> int:
     parser.add_argument("--trials", type=int, default=50, help="repetitions per case (default 50)")
     parser.add_argument("--load", action="store_true", help="also run with a core-burning process")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    parser.add_argument(
+        "--timer",
+        choices=("host", "device"),
+        default="host",
+        help="the clock verdicts use on CUDA: host or device time (default host)",
+    )
+    parser.add_argument(
+        "--time-budget",
+        type=float,
+        default=2.0,
+        help="seconds each verdict may take before it is inconclusive (default 2.0)",
+    )
     args = parser.parse_args()
+    if args.device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            print(
+                f"bench_speed_verdicts.py: --device={args.device} but torch "
+                f"{torch.__version__} sees no CUDA device here",
+                file=sys.stderr,
+            )
+            return 2
+        # cuBLAS and the context start on the first matmul: not in a verdict.
+        warm = torch.randn(128, 128, device=args.device)
+        torch.mm(warm, warm)
+        torch.cuda.synchronize(args.device)
+        where = f"{args.device} ({torch.cuda.get_device_name(args.device)})"
+    else:
+        where = args.device
 
     print(
-        f"torch {torch.__version__}, {os.cpu_count()} CPUs, device {args.device}, "
+        f"torch {torch.__version__}, {os.cpu_count()} CPUs, device {where}, "
+        f"timer {args.timer}, time budget {args.time_budget:g} s per verdict, "
         f"load average before: {' '.join(f'{v:.2f}' for v in os.getloadavg())}"
     )
     header = (
@@ -126,7 +168,9 @@ def main() -> int:
             if burner is not None:
                 time.sleep(0.5)  # let it get going
             for case in CASES:
-                row = run_case(case, args.trials, args.device)
+                row = run_case(
+                    case, args.trials, args.device, timer=args.timer, time_budget=args.time_budget
+                )
                 ok = met(row)
                 all_met &= ok
                 median_rounds = row["median_rounds"]
