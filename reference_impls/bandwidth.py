@@ -56,12 +56,16 @@ def time_per_call(
     times = []
     for _ in range(blocks):
         if device.type == "cuda":
+            # The events go on the measured GPU's stream (not the current
+            # GPU's), and its work is launched with that GPU current.
             start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            stream = torch.cuda.current_stream(device)
             torch.cuda.synchronize(device)
-            start.record()
-            for _ in range(calls):
-                fn()
-            end.record()
+            with torch.cuda.device(device):
+                start.record(stream)
+                for _ in range(calls):
+                    fn()
+                end.record(stream)
             end.synchronize()
             times.append(start.elapsed_time(end) / 1e3 / calls)
         else:

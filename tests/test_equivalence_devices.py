@@ -106,3 +106,23 @@ def test_the_passing_path_copies_no_tensor_to_the_host(assert_same_as_reference,
     sizes = [int(e.get("args", {}).get("bytes", 0)) for e in dtoh]
     # scalars and a handful of norms per comparison; the tensors are 1 MiB
     assert sizes and max(sizes) <= 1024, sizes
+
+
+def test_make_draws_the_same_values_on_this_device_as_on_the_cpu(device, dtype):
+    from pytest_effective_torch import Maker
+
+    here, cpu = Maker(device, dtype, seed=5), Maker("cpu", dtype, seed=5)
+    for shape in ((3, 4), (1000,), ()):
+        assert torch.equal(here(*shape).cpu(), cpu(*shape))
+    index = here(6, dtype=torch.int64, high=4)
+    assert index.device.type == torch.device(device).type and torch.equal(index.cpu(), cpu(6, dtype=torch.int64, high=4))
+
+
+def test_a_check_leaves_this_devices_random_generator_as_it_was(assert_same_as_reference, device):
+    def noisy(x):
+        return x + 0.0 * torch.rand_like(x)  # draws from the device's generator
+
+    state = torch.cuda.get_rng_state(device) if device.type == "cuda" else torch.get_rng_state()
+    assert_same_as_reference(noisy, lambda x: x.clone(), rows)
+    after = torch.cuda.get_rng_state(device) if device.type == "cuda" else torch.get_rng_state()
+    assert torch.equal(state, after)

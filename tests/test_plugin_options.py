@@ -38,12 +38,25 @@ def test_the_alias_flags_always_exist(pytester: pytest.Pytester) -> None:
     result.stdout.fnmatch_lines(["*test_x[[]cpu-float64[]] PASSED*"])
 
 
+def _present() -> dict[str, list[str]]:
+    """What ``all`` and ``auto`` should pick on this machine, read from torch directly."""
+    import torch
+
+    cuda = torch.cuda.is_available()
+    mps = bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
+    every = ["cpu"] + (["cuda"] if cuda else []) + (["mps"] if mps else [])
+    best = ["cuda"] if cuda else ["mps"] if mps else ["cpu"]
+    return {"all": every, "auto": best}
+
+
 @pytest.mark.parametrize("word", ["all", "auto"])
-def test_all_and_auto_never_fail_for_missing_hardware(pytester: pytest.Pytester, word: str) -> None:
+def test_all_and_auto_take_what_this_machine_has(pytester: pytest.Pytester, word: str) -> None:
     pytester.makepyfile(TEST_FILE)
     result = pytester.runpytest(f"--device={word}")
     assert result.ret == 0
-    result.stdout.fnmatch_lines(["effective-torch: devices: *cpu*"])
+    # a GPU is named with its model and capability: "cuda (NVIDIA H200, capability 9.0)"
+    names = ", ".join(d + (" (*)" if d == "cuda" else "") for d in _present()[word])
+    result.stdout.fnmatch_lines([f"effective-torch: devices: {names} [[]command line[]]"])
 
 
 def test_precedence_is_ini_then_env_then_cli(
@@ -176,12 +189,24 @@ def test_the_header_names_torch_threads_devices_dtypes_and_seed(pytester: pytest
     result = pytester.runpytest("--effective-torch-threads=2")
     result.stdout.fnmatch_lines(
         [
-            f"effective-torch: torch {torch.__version__}*, intra-op threads * (speed checks pin 2)",
+            f"effective-torch: torch {torch.__version__}*, intra-op threads * (speed checks pin 2; speed clock: host time)",
             "effective-torch: devices: cpu [[]default[]]",
             "effective-torch: dtypes: float32 [[]default[]]",
             "effective-torch: seed: --effective-torch-seed=0",
         ]
     )
+
+
+@pytest.mark.parametrize(
+    ("timer", "clock"),
+    [("host", "synchronized host time on CUDA"), ("device", "device time (CUDA events) on CUDA")],
+)
+def test_the_header_says_which_clock_cuda_speed_verdicts_use(timer: str, clock: str) -> None:
+    from pytest_effective_torch.config.settings import Settings
+    from pytest_effective_torch.plugin.header import clock_text
+
+    assert clock_text(Settings(devices=("cpu", "cuda"), timer=timer)) == f"speed clock: {clock}, host time elsewhere"
+    assert clock_text(Settings(devices=("cpu",), timer=timer)) == "speed clock: host time"
 
 
 def test_a_project_conftest_may_own_device(pytester: pytest.Pytester) -> None:

@@ -15,13 +15,22 @@ def _device_line(name: str) -> str:
     return f"{name} ({props.name}, capability {props.major}.{props.minor})"
 
 
+def clock_text(settings: Settings) -> str:
+    """Which clock speed verdicts use: host time, and on CUDA the ``--effective-torch-timer`` kind."""
+    if any(d.startswith("cuda") for d in settings.devices):
+        cuda = "device time (CUDA events)" if settings.timer == "device" else "synchronized host time"
+        return f"speed clock: {cuda} on CUDA, host time elsewhere"
+    return "speed clock: host time"
+
+
 def header_lines(settings: Settings, owned_flags: frozenset[str]) -> list[str]:
     import torch
 
     cuda = f", CUDA {torch.version.cuda}" if torch.version.cuda else ""
     lines = [
         f"effective-torch: torch {torch.__version__}{cuda}, "
-        f"intra-op threads {torch.get_num_threads()} (speed checks pin {settings.threads})",
+        f"intra-op threads {torch.get_num_threads()} (speed checks pin {settings.threads}; "
+        f"{clock_text(settings)})",
         "effective-torch: devices: " + ", ".join(_device_line(d) for d in settings.devices)
         + f" [{settings.sources.get('devices', 'default')}]",
         "effective-torch: dtypes: " + ", ".join(settings.dtypes)
