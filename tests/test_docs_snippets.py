@@ -195,7 +195,7 @@ def test_python_snippet_runs(engines_warmed: None, block: Block, pytester: pytes
     _skip_for_missing_needs(block)
     first_line = block.code.splitlines()[0] if block.code.strip() else ""
     test_file = _TEST_FILE.match(first_line)
-    tree, _ = measure_only(block.code, block.where)
+    tree, speed_calls = measure_only(block.code, block.where)
     if test_file is None:
         assert not any(
             isinstance(node, ast.FunctionDef) and node.name.startswith("test_")
@@ -207,7 +207,9 @@ def test_python_snippet_runs(engines_warmed: None, block: Block, pytester: pytes
         # Executed like a script; the page and line number name the failing line.
         exec(compile(tree, block.where, "exec"), {"__name__": "__main__"})
         return
-    pytester.makepyfile(**{test_file.group(1): ast.unparse(tree)})
+    # The page's own text, unless speed calls were rewritten: its line numbers then match.
+    source = ast.unparse(tree) if speed_calls else block.code
+    pytester.makepyfile(**{test_file.group(1): source})
     args = block.directives.get("pytest-args", "").split()
     result = pytester.runpytest("-p", "no:hypothesispytest", "-p", "no:cacheprovider", *args)
     result.assert_outcomes(**_expected_outcomes(block, tree))
@@ -301,6 +303,13 @@ def relative_links(page: Path) -> list[tuple[int, str]]:
             if not re.match(r"^[a-z][a-z0-9+.-]*:", target):
                 links.append((number, target))
     return links
+
+
+def test_the_index_links_every_page() -> None:
+    index = ROOT / "docs" / "index.md"
+    linked = {(index.parent / target.partition("#")[0]).resolve() for _, target in relative_links(index)}
+    missing = [page.name for page in PAGES if page.parent == index.parent and page not in linked | {index}]
+    assert README in linked and not missing, f"docs/index.md must link the README and every page: {missing}"
 
 
 @pytest.mark.parametrize(
