@@ -226,7 +226,9 @@ def test_one_matmul_column_10_percent_off_fails_in_bfloat16():
         return torch.cat([y[:, :-1], y[:, -1:] * 1.1], 1)
 
     msg = failure(candidate, lambda a, b: a @ b, lambda make: (make(32, 64), make(64, 16)), dtype=torch.bfloat16)
-    assert "slice [:, 15] has normwise relative error 0.0994 vs allowed 0.0394" in msg
+    # Which rule trips first depends on the CPU's bfloat16 matmul rounding
+    # (seen on two machines); the column it blames does not.
+    assert re.search(r"slice \[:, 15\] has normwise relative error 0\.09\d+|elementwise bound exceeded", msg), msg
     assert "worst at index (" in msg and ", 15): candidate" in msg
 
 

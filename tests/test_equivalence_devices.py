@@ -58,8 +58,10 @@ def test_wrong_gradients_layouts_and_mutations_are_caught_on_this_device(assert_
 
 
 def test_dropout_sees_the_same_rng_state_on_both_sides(assert_same_as_reference):
+    # Both sides call dropout on the same layout: on CUDA a non-contiguous
+    # input takes another kernel, which draws its mask differently.
     assert_same_as_reference(
-        lambda x: F.dropout(x * 1.0, 0.3, training=True), lambda x: F.dropout(x, 0.3, training=True), rows
+        lambda x: F.dropout(x, 0.3, training=True) * 1.0, lambda x: F.dropout(x, 0.3, training=True), rows
     )
 
 
@@ -96,9 +98,12 @@ def test_the_passing_path_copies_no_tensor_to_the_host(assert_same_as_reference,
     def inputs(make):
         return (make(256, 1024),)
 
-    assert_same_as_reference(stable_softmax, torch_softmax, inputs)  # warm-up
+    def candidate(x):  # exact to the working dtype's rounding in every dtype: computes in float32 or wider
+        return stable_softmax(x.to(torch.promote_types(x.dtype, torch.float32))).to(x.dtype)
+
+    assert_same_as_reference(candidate, torch_softmax, inputs)  # warm-up
     with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
-        assert_same_as_reference(stable_softmax, torch_softmax, inputs)
+        assert_same_as_reference(candidate, torch_softmax, inputs)
     trace = tmp_path / "trace.json"
     prof.export_chrome_trace(str(trace))
     events = json.loads(trace.read_text())["traceEvents"]

@@ -201,10 +201,11 @@ OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec(
         "timer",
         _choice("host", "device"),
-        "host",
-        "Which CUDA time the speed verdict uses: host (synchronized wall "
-        "clock, what eager users feel) or device (CUDA events). Both are "
-        "reported. Default: host.",
+        "device",
+        "Which CUDA time the speed verdict uses: device (CUDA events around "
+        "back-to-back kernels, what kernel authors mean) or host (synchronized "
+        "wall clock, launch overhead included, what eager callers wait for). "
+        "Both are reported; the CPU always uses host time. Default: device.",
     ),
     OptionSpec(
         "flush_l2",
@@ -238,7 +239,7 @@ class Settings:
     threads: int = 1
     time_budget: float = 2.0
     inconclusive: str = "fail"
-    timer: str = "host"
+    timer: str = "device"
     flush_l2: bool = False
     max_speedup_drop: float | None = None
     inventory: Inventory | None = None

@@ -33,7 +33,7 @@ def assert_faster_than_reference(
     seed: int = 0,
     time_budget: float = 2.0,
     threads: int | None = 1,
-    timer: str = "host",
+    timer: str = "device",
     flush_l2: bool = False,
     inconclusive: str = "fail",
     confidence: float = DEFAULT_CONFIDENCE,

@@ -107,7 +107,7 @@ class SpeedOptions:
     measure_memory: bool | None = None
     time_budget: float = 2.0
     threads: int | None = 1
-    timer: str = "host"
+    timer: str = "device"
     flush_l2: bool = False
     inconclusive: str = "fail"
     confidence: float = DEFAULT_CONFIDENCE
