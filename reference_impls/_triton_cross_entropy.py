@@ -4,13 +4,15 @@ Imported by :func:`reference_impls.triton_ops.load_kernels` only (it imports
 triton and defines the kernels).
 
 Forward, one pass over the class dimension in blocks of ``BLOCK_C``, with
-per-row running values kept relative to a running shift ``c`` (the largest
-logit seen so far, or 0 while there is none):
+running values kept relative to a per-row shift ``c`` (the largest logit
+seen so far, or 0 while there is none):
 
-- ``s = sum(exp(x - c))``, rescaled by ``exp(c_old - c_new)`` when the
-  maximum grows (the online softmax normaliser);
-- ``t = sum(labels * (x - c))``, moved by ``sum(labels) * (c_old - c_new)``;
-- ``S = sum(labels)``.
+- ``s = sum(exp(x - c))`` per row, rescaled by ``exp(c_old - c_new)`` when
+  the maximum grows (the online softmax normaliser);
+- ``t = sum(labels * (x - c))``, moved by ``sum(labels) * (c_old - c_new)``,
+  and ``S = sum(labels)``: both kept per lane of the block and summed once
+  after the loop (cheaper than a reduction per step, and per-row running
+  sums of them trip an assertion in triton 3.6's compiler).
 
 Then ``lse = c + log(s)`` and ``loss = S * log(s) - t``, which is
 ``sum(labels * (lse - x))``. Keeping ``t`` relative to the maximum avoids
@@ -70,8 +72,7 @@ def _forward_kernel(
     m = tl.full([BLOCK_R], neg_inf, acc)  # running max
     c = tl.zeros([BLOCK_R], acc)  # running shift: m where finite, else 0
     s = tl.zeros([BLOCK_R], acc)  # sum exp(x - c)
-    # Per lane, summed after the loop: labels * (x - c), and labels. (Per-row
-    # running sums of these made triton 3.6's thread-locality pass assert.)
+    # Per lane, summed after the loop: labels * (x - c), and labels.
     t = tl.zeros([BLOCK_R, BLOCK_C], acc)
     total = tl.zeros([BLOCK_R, BLOCK_C], acc)
     for start in range(0, cols, BLOCK_C):
@@ -98,7 +99,9 @@ def _forward_kernel(
     label_sum = tl.sum(total, 1)
     tl.store(lse_ptr + r, c + log_s, mask=row_ok)
     tl.store(label_sum_ptr + r, label_sum, mask=row_ok)
-    tl.store(loss_ptr + r, (label_sum * log_s - tl.sum(t, 1)).to(loss_ptr.dtype.element_ty), mask=row_ok)
+    tl.store(
+        loss_ptr + r, (label_sum * log_s - tl.sum(t, 1)).to(loss_ptr.dtype.element_ty), mask=row_ok
+    )
 
 
 @triton.jit

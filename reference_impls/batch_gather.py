@@ -269,8 +269,11 @@ PAIRS: tuple[Pair, ...] = (
     ),
 )
 
-#: The Triton gather against the vectorized form at ``HUGE`` on CUDA.
-TRITON_MIN_SPEEDUP: float | None = None
+#: The Triton gather against the vectorized form at ``HUGE`` on CUDA: its
+#: target is 3.0 TB/s where the vectorized form moves 1.47 TB/s (about 2x),
+#: asserted with a margin. Forward plus backward is only measured: zeroing
+#: the 1 GiB gradient costs both sides the same and dominates.
+TRITON_MIN_SPEEDUP: float | None = 1.5
 TRITON_MIN_SPEEDUP_BACKWARD: float | None = None
 
 CLAIMS: tuple[Claim, ...] = (
