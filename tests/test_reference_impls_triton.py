@@ -13,6 +13,7 @@ subprocess run is skipped.
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import re
 import subprocess
@@ -180,6 +181,30 @@ def test_the_tilings_are_powers_of_two_within_their_budgets():
 
 
 # ---------------------------------------------------------------- subprocess runs
+
+
+@needs_triton
+def test_the_kernels_compile_for_an_h200_with_wide_loads_without_one():
+    # Compiled, not run: triton ships ptxas, so a CPU machine sees the PTX.
+    done = _run([str(Path(__file__).resolve().parent / "_triton_ptx.py")], _environ())
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    ptx = json.loads(done.stdout)
+    assert len(ptx) == 18
+    # The gathered rows move in 128-bit loads and stores, never element-wise.
+    for dtype, vector in [
+        ("fp32", "v4.b32"),
+        ("fp16", "v4.b32"),
+        ("bf16", "v4.b32"),
+        ("fp64", "v2.b64"),
+    ]:
+        ops = ptx[f"gather {dtype}"]
+        assert f"ld.global.{vector}" in ops and f"st.global.{vector}" in ops, (dtype, ops)
+        assert not any(op.startswith("st.global") and "v" not in op.split(".")[2] for op in ops), (
+            ops
+        )
+    assert any(".add.v4.f32" in op for op in ptx["scatter_add atomic=True"])
+    assert "ld.global.v4.b32" in ptx["cross_entropy forward fp32"]
+    assert "st.global.v4.b32" in ptx["cross_entropy backward fp32 labels_grad=True"]
 
 
 @needs_triton
