@@ -209,7 +209,8 @@ def test_the_kernels_compile_for_an_h200_with_wide_loads_without_one():
 
 @needs_triton
 @pytest.mark.skipif(
-    interpreting(), reason="this process interprets: the kernel tests ran in-process"
+    interpreting(),
+    reason="this process interprets: run test_reference_impls_triton_kernels.py in it directly",
 )
 def test_the_kernel_tests_pass_under_the_interpreter():
     done = _run(
