@@ -27,7 +27,6 @@ pytestmark = [
     pytest.mark.filterwarnings(r"ignore:`torch\.jit\.\w+` is deprecated:DeprecationWarning"),
 ]
 
-
 def _ids(value: Any) -> str:
     return str(getattr(value, "id", None) or value.name)
 
