@@ -68,6 +68,10 @@ class Pair:
     twice_differentiable: bool = True
     #: the candidate is built with torch.compile (opt-in, never gradgradchecked).
     compiled: bool = False
+    #: the candidate runs Triton kernels: compiled on CUDA, on CPU only through
+    #: Triton's interpreter (``TRITON_INTERPRET=1``), never timed interpreted;
+    #: the suite skips it elsewhere, saying why.
+    triton: bool = False
     #: dtypes where comparing the two is meaningful.
     dtypes: tuple[str, ...] = BASE_DTYPES
     #: the two compute bitwise-identical outputs and gradients.

@@ -101,6 +101,19 @@ def _compiled(params: dict[str, Any]) -> bool:
     return False
 
 
+def _triton_skip(params: dict[str, Any]) -> str | None:
+    """Why a Triton pair's item cannot run on its device (None when it can)."""
+    from . import PAIRS
+    from .triton_ops import triton_skip_reason
+
+    key, value = _subject(params)
+    pair = value if key == "pair" else PAIRS.get(value.subject) if key == "claim" else None
+    if pair is None or not pair.triton:
+        return None
+    timing = key == "claim" and value.kind in ("faster", "less_memory")
+    return triton_skip_reason(str(params.get("device", "cpu")), timing=timing)
+
+
 def modify_items(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Deselect (pair, dtype) combinations that are not meaningful; gate compiled pairs.
 
@@ -108,7 +121,8 @@ def modify_items(config: pytest.Config, items: list[pytest.Item]) -> None:
     only meaningful in some of them (row sums in half precision accumulate
     the loop's rounding, say) drops the others here, so the run shows no
     wall of skips. The torch.compile pairs are skipped with a hint unless
-    opted in.
+    opted in; the Triton pairs where their kernels cannot run (see
+    :func:`reference_impls.triton_ops.triton_skip_reason`).
     """
     here = os.path.dirname(os.path.abspath(__file__))
     keep: list[pytest.Item] = []
@@ -129,6 +143,9 @@ def modify_items(config: pytest.Config, items: list[pytest.Item]) -> None:
             item.user_properties.append((ROW_KEY, key))
         if _compiled(params) and not compile_on:
             item.add_marker(pytest.mark.skip(reason=COMPILE_HINT))
+        triton_reason = _triton_skip(params)
+        if triton_reason is not None:
+            item.add_marker(pytest.mark.skip(reason=triton_reason))
         claim, device = params.get("claim"), params.get("device")
         if claim is not None and claim.devices and isinstance(device, str):
             if device.split(":")[0] not in claim.devices:

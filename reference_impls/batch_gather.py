@@ -20,6 +20,9 @@ Versions, slowest first:
 - :func:`gather_native`: what torch offers directly: advanced indexing with
   a broadcast row index (``torch.take_along_dim`` does the same when
   ``indices`` has as many dimensions as ``tensor``).
+- :func:`~reference_impls.triton_ops.gather_triton` (beyond the guide):
+  one Triton kernel, with a scatter-add kernel for the gradient; needs
+  triton, and on CPU tensors Triton's interpreter.
 - :func:`gather_compiled_loop`, :func:`gather_compiled_flat_index`:
   ``torch.compile`` of the loop and of the vectorized version. Compiling is
   slow (the loop at batch 1024 took minutes to compile on a 2-core CPU), so
@@ -43,6 +46,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from ._registry import ALL_DTYPES, BASE_DTYPES, Builder, Claim, Pair
+from .triton_ops import gather_triton
 
 if TYPE_CHECKING:
     from pytest_effective_torch import Maker
@@ -201,6 +205,10 @@ COMPILE = gather_inputs(8, 10, 8)
 #: A large gather for the bandwidth figure (GPU only): a 1 GiB float32
 #: source, 64 MiB gathered.
 HUGE = gather_inputs(1 << 16, 16, 256)
+#: The Triton kernel's check: three indices per row (so the backward adds
+#: repeated rows) and sizes that are not multiples of its blocks (36 rows,
+#: 24 columns), small enough for Triton's interpreter on a CPU.
+TRITON_CHECK = gather_inputs(12, 10, 24, per_row=3)
 
 
 def _pair(name: str, candidate: Any, **kwargs: Any) -> Pair:
@@ -252,7 +260,21 @@ PAIRS: tuple[Pair, ...] = (
         twice_differentiable=False,
         dtypes=BASE_DTYPES,
     ),
+    _pair(
+        "triton",
+        gather_triton,
+        inputs=TRITON_CHECK,
+        triton=True,
+        note="beyond the guide: a Triton kernel (reference_impls.triton_ops)",
+    ),
 )
+
+#: The Triton gather against the vectorized form at ``HUGE`` on CUDA: its
+#: target is 3.0 TB/s where the vectorized form moves 1.47 TB/s (about 2x),
+#: asserted with a margin. Forward plus backward is only measured: zeroing
+#: the 1 GiB gradient costs both sides the same and dominates.
+TRITON_MIN_SPEEDUP: float | None = 1.5
+TRITON_MIN_SPEEDUP_BACKWARD: float | None = None
 
 CLAIMS: tuple[Claim, ...] = (
     *(Claim(p.name, "equal", "all versions return the same rows, exactly") for p in PAIRS),
@@ -300,6 +322,26 @@ CLAIMS: tuple[Claim, ...] = (
         per_device={"cuda": 20.0},
         backward=True,
         dtype="float32",
+    ),
+    Claim(
+        "batch_gather.triton",
+        "faster",
+        "beyond: Triton kernel vs vectorized, large",
+        inputs=HUGE,
+        per_device={"cuda": TRITON_MIN_SPEEDUP},
+        dtype="float32",
+        factory=lambda device, dtype: (gather_triton, gather_flat_index),
+        note="1 GiB source, 64 MiB gathered; bandwidth: python -m reference_impls.bandwidth",
+    ),
+    Claim(
+        "batch_gather.triton",
+        "faster",
+        "beyond: Triton vs vectorized, with backward",
+        inputs=HUGE,
+        per_device={"cuda": TRITON_MIN_SPEEDUP_BACKWARD},
+        backward=True,
+        dtype="float32",
+        factory=lambda device, dtype: (gather_triton, gather_flat_index),
     ),
     Claim(
         "batch_gather.compiled_loop",

@@ -12,7 +12,12 @@ There the loss is 500 and its gradient with respect to the logits is
 (The guide also subtracts ``max(logits)`` before ``logsumexp``; that is
 harmless but redundant.)
 
-Both take ``(labels, logits)`` in the guide's order, reduce over ``dim``
+Beyond the guide, :func:`~reference_impls.triton_ops.cross_entropy_triton`
+computes the stable form in one fused Triton kernel (one pass over the
+logits forward, one backward); it needs triton, and on CPU tensors Triton's
+interpreter.
+
+All take ``(labels, logits)`` in the guide's order, reduce over ``dim``
 and return one loss per remaining index (a scalar for 1-D inputs).
 
 Example::
@@ -33,6 +38,7 @@ import torch
 
 from ._registry import ALL_DTYPES, Builder, Claim, Pair
 from .softmax import softmax_stable
+from .triton_ops import cross_entropy_triton
 
 if TYPE_CHECKING:
     from pytest_effective_torch import Args, Maker
@@ -95,6 +101,17 @@ def guide_inputs(make: Maker) -> tuple[torch.Tensor, torch.Tensor]:
 CHECK = soft_labels(8, 10)
 SMALL = soft_labels(3, 4)
 LARGE = soft_labels(256, 1024)
+#: The Triton kernel's check: 12 rows, 37 classes, neither a multiple of
+#: its blocks (16 x 64 here); small enough for Triton's interpreter.
+TRITON_CHECK = soft_labels(12, 37)
+#: Where the fused kernel's speed is claimed (GPU): 64 MiB per float32 input.
+HUGE = soft_labels(4096, 4096)
+#: The Triton kernel against the stable torch version at ``HUGE`` on CUDA.
+#: Forward, the fused kernel reads logits and labels once where the torch
+#: version makes about ten passes (max, exp-sum, subtract, multiply, sum):
+#: asserted at 2x. Forward plus backward is measured and reported.
+TRITON_MIN_SPEEDUP: float | None = 2.0
+TRITON_MIN_SPEEDUP_BACKWARD: float | None = None
 
 PAIRS: tuple[Pair, ...] = (
     Pair(
@@ -106,6 +123,20 @@ PAIRS: tuple[Pair, ...] = (
         small_inputs=SMALL,
         large_inputs=LARGE,
         dtypes=ALL_DTYPES,
+    ),
+    Pair(
+        name="cross_entropy.triton",
+        topic="cross_entropy",
+        reference=cross_entropy_naive,
+        candidate=cross_entropy_triton,
+        inputs=TRITON_CHECK,
+        small_inputs=SMALL,
+        large_inputs=HUGE,
+        dtypes=ALL_DTYPES,
+        # Its backward is a kernel without a derivative of its own.
+        twice_differentiable=False,
+        triton=True,
+        note="beyond the guide: one fused Triton kernel (reference_impls.triton_ops)",
     ),
 )
 
@@ -119,5 +150,34 @@ CLAIMS: tuple[Claim, ...] = (
         expected=(GUIDE_LOSS,),
         expected_grad=GUIDE_GRAD,
         grad_arg=1,
+    ),
+    Claim("cross_entropy.triton", "equal", "beyond: fused Triton kernel, same loss"),
+    Claim(
+        "cross_entropy.triton",
+        "stabler",
+        "fused kernel at [1000, 0]: 500, grad [.5, -.5]",
+        inputs=guide_inputs,
+        expected=(GUIDE_LOSS,),
+        expected_grad=GUIDE_GRAD,
+        grad_arg=1,
+    ),
+    Claim(
+        "cross_entropy.triton",
+        "faster",
+        "beyond: fused kernel vs logsumexp form",
+        inputs=HUGE,
+        per_device={"cuda": TRITON_MIN_SPEEDUP},
+        dtype="float32",
+        factory=lambda device, dtype: (cross_entropy_triton, cross_entropy_stable),
+    ),
+    Claim(
+        "cross_entropy.triton",
+        "faster",
+        "beyond: fused kernel vs logsumexp, backward",
+        inputs=HUGE,
+        per_device={"cuda": TRITON_MIN_SPEEDUP_BACKWARD},
+        backward=True,
+        dtype="float32",
+        factory=lambda device, dtype: (cross_entropy_triton, cross_entropy_stable),
     ),
 )
