@@ -87,7 +87,7 @@ def triton_skip_reason(device: str | torch.device, *, timing: bool = False) -> s
         return missing
     kind = str(device).split(":")[0]
     if timing and interpreting():
-        return f"{INTERPRET_ENV}=1: interpreted Triton kernels are checked, never timed"
+        return "Triton's interpreter is on: interpreted Triton kernels are checked, never timed"
     if kind == "cuda":
         return None
     if kind == "cpu":
@@ -100,8 +100,8 @@ def triton_skip_reason(device: str | torch.device, *, timing: bool = False) -> s
             return None
         return (
             "Triton kernels run on CPU tensors only through Triton's interpreter: "
-            f"set {INTERPRET_ENV}=1 before triton is imported "
-            f"(e.g. {INTERPRET_ENV}=1 python -m reference_impls -k triton)"
+            "python -m reference_impls -k triton --effective-torch-triton-interpret "
+            f"(or {INTERPRET_ENV}=1 set before triton is imported)"
         )
     return f"Triton has no backend for {kind} tensors here"
 

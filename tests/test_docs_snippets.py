@@ -28,6 +28,7 @@ from __future__ import annotations
 import ast
 import importlib.util
 import re
+import runpy
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -190,6 +191,7 @@ def engines_warmed() -> None:
 
 
 @pytest.mark.parametrize("block", PYTHON, ids=[block.where for block in PYTHON])
+@pytest.mark.filterwarnings("ignore:TRITON_DEFAULT_FP_FUSION is unset")  # triton 3.9's own notice
 def test_python_snippet_runs(engines_warmed: None, block: Block, pytester: pytest.Pytester) -> None:
     # engines_warmed comes first: pytester's snapshot of sys.modules is taken when it is set up.
     _skip_for_missing_needs(block)
@@ -204,14 +206,20 @@ def test_python_snippet_runs(engines_warmed: None, block: Block, pytester: pytes
             f"{block.where} defines tests but does not say which file it is; "
             "make its first line a comment like '# test_mine.py' so that it runs through pytest"
         )
-        # Executed like a script; the page and line number name the failing line.
-        exec(compile(tree, block.where, "exec"), {"__name__": "__main__"})
+        # Executed like a script, from a file (Triton's @jit reads its source),
+        # named after the page and line so a traceback points at the snippet.
+        script = pytester.path / (re.sub(r"\W", "_", block.where) + ".py")
+        script.write_text(ast.unparse(tree) if speed_calls else block.code, encoding="utf-8")
+        runpy.run_path(str(script), run_name="__main__")
         return
     # The page's own text, unless speed calls were rewritten: its line numbers then match.
     source = ast.unparse(tree) if speed_calls else block.code
     pytester.makepyfile(**{test_file.group(1): source})
     args = block.directives.get("pytest-args", "").split()
-    result = pytester.runpytest("-p", "no:hypothesispytest", "-p", "no:cacheprovider", *args)
+    # Triton's interpreter is chosen per process, before triton is imported:
+    # such a snippet gets a fresh one.
+    run = pytester.runpytest_subprocess if "--effective-torch-triton-interpret" in args else pytester.runpytest
+    result = run("-p", "no:hypothesispytest", "-p", "no:cacheprovider", *args)
     result.assert_outcomes(**_expected_outcomes(block, tree))
     if "output" in block.directives:
         result.stdout.fnmatch_lines([block.directives["output"]])

@@ -74,7 +74,7 @@ def test_cuda_runs_the_kernels_compiled_and_cpu_only_under_the_interpreter(monke
     assert triton_skip_reason("cuda:0") is None
     assert triton_skip_reason("cuda", timing=True) is None
     reason = triton_skip_reason("cpu")
-    assert reason is not None and "TRITON_INTERPRET=1" in reason and "-k triton" in reason
+    assert reason is not None and "--effective-torch-triton-interpret" in reason and "-k triton" in reason
     assert "timed on CUDA only" in triton_skip_reason("cpu", timing=True)
     assert "no backend for mps" in triton_skip_reason("mps")
 
@@ -123,7 +123,7 @@ def test_the_suite_skips_triton_items_by_device_and_kind(monkeypatch):
     pair = PAIRS["cross_entropy.triton"]
     faster = next(c for c in CLAIMS if c.id == "cross_entropy.triton:faster")
     assert _suite._triton_skip({"pair": pair, "device": "cuda"}) is None
-    assert "TRITON_INTERPRET=1" in _suite._triton_skip({"pair": pair, "device": "cpu"})
+    assert "--effective-torch-triton-interpret" in _suite._triton_skip({"pair": pair, "device": "cpu"})
     assert _suite._triton_skip({"pair": PAIRS["cross_entropy.stable"], "device": "cpu"}) is None
     monkeypatch.setenv(INTERPRET_ENV, "1")
     assert _suite._triton_skip({"pair": pair, "device": "cpu"}) is None
@@ -214,8 +214,9 @@ def test_the_kernels_compile_for_an_h200_with_wide_loads_without_one():
 )
 def test_the_kernel_tests_pass_under_the_interpreter():
     done = _run(
-        ["-m", "pytest", str(KERNEL_TESTS), "-p", "no:cacheprovider", "-q", "--device=cpu", "-rs"],
-        _environ(**{INTERPRET_ENV: "1"}),
+        ["-m", "pytest", str(KERNEL_TESTS), "-p", "no:cacheprovider", "-q", "--device=cpu", "-rs",
+         "--effective-torch-triton-interpret"],
+        _environ(),
     )
     tail = done.stdout[-3000:] + done.stderr[-2000:]
     assert done.returncode == 0, tail
@@ -233,11 +234,11 @@ def test_python_m_reference_impls_k_triton_verifies_the_triton_pairs_on_cpu():
             "-k",
             "triton",
             "--device=cpu",
-            "--benchmark-disable",
+            "--effective-torch-triton-interpret",
             "-p",
             "no:cacheprovider",
         ],
-        _environ(**{INTERPRET_ENV: "1"}),
+        _environ(),
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
     for key in (
@@ -275,7 +276,7 @@ def test_without_the_interpreter_the_triton_pairs_skip_and_say_how_to_run_them()
     summary = done.stdout.strip().splitlines()[-1]
     assert "skipped" in summary and "passed" not in summary, summary
     (line,) = _row(done.stdout, "batch_gather.triton:equal")
-    assert " skipped " in line and "TRITON_INTERPRET=1 python -m reference_impls -k triton" in line
+    assert " skipped " in line and "python -m reference_impls -k triton --effective-torch-triton-interpret" in line
     (line,) = _row(done.stdout, "cross_entropy.triton:faster")
     assert " skipped " in line and "timed on CUDA only" in line
 

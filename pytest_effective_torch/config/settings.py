@@ -216,6 +216,17 @@ OPTIONS: tuple[OptionSpec, ...] = (
         flag_only=True,
     ),
     OptionSpec(
+        "triton_interpret",
+        _parse_bool,
+        "false",
+        "Run Triton kernels on CPU tensors through Triton's interpreter "
+        "(sets TRITON_INTERPRET=1 before conftests and test modules import "
+        "triton): correctness only, so speed verdicts are skipped; not with "
+        "CUDA devices. Default: off.",
+        env="EFFECTIVE_TORCH_TRITON_INTERPRET",
+        flag_only=True,
+    ),
+    OptionSpec(
         "max_speedup_drop",
         _parse_percent,
         "",
@@ -241,6 +252,7 @@ class Settings:
     inconclusive: str = "fail"
     timer: str = "device"
     flush_l2: bool = False
+    triton_interpret: bool = False
     max_speedup_drop: float | None = None
     inventory: Inventory | None = None
     sources: dict[str, str] = field(default_factory=dict, compare=False)
@@ -293,9 +305,14 @@ def add_headline_flag(parser: pytest.Parser, flag: str, key: str) -> bool:
     return True
 
 
-def _raw_values(config: pytest.Config, spec: OptionSpec) -> tuple[str | None, str]:
-    """The winning raw text for ``spec`` and where it came from."""
-    cli = config.getoption(spec.dest, default=None)
+def _raw_values(config: pytest.Config, spec: OptionSpec, *, early: bool = False) -> tuple[str | None, str]:
+    """The winning raw text for ``spec`` and where it came from.
+
+    ``early``: before pytest_configure, when only the known arguments are parsed.
+    """
+    cli = (
+        getattr(config.known_args_namespace, spec.dest, None) if early else config.getoption(spec.dest, default=None)
+    )
     if cli:
         if spec.flag_only:
             return "true", f"command line {spec.flag}"
@@ -323,6 +340,22 @@ def _parse(spec: OptionSpec, raw: str, source: str) -> Any:
         raise pytest.UsageError(f"Invalid {label} {raw!r} from {source}: {exc}") from None
 
 
+def _interpreter_with_cuda(sources: dict[str, str]) -> None:
+    raise pytest.UsageError(
+        "--effective-torch-triton-interpret runs Triton kernels on CPU tensors through Triton's "
+        "interpreter, so it cannot be combined with a CUDA device (triton interpret from "
+        f"{sources['triton_interpret']}, devices from {sources['devices']}); "
+        "run CUDA tests without it, where the kernels run compiled"
+    )
+
+
+def early_setting(config: pytest.Config, key: str) -> tuple[Any, str]:
+    """One setting's value and source before pytest_configure (for what must happen earlier)."""
+    spec = OPTIONS_BY_KEY[key]
+    raw, source = _raw_values(config, spec, early=True)
+    return (spec.parse(spec.default) if raw is None else _parse(spec, raw, source)), source
+
+
 def resolve_settings(config: pytest.Config, worker_seed: int | None = None) -> Settings:
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
@@ -342,11 +375,15 @@ def resolve_settings(config: pytest.Config, worker_seed: int | None = None) -> S
         seed = random.SystemRandom().randrange(2**32)
 
     specs: Sequence[str] = values["devices"]
+    if values["triton_interpret"] and any(spec.startswith("cuda") for spec in specs):
+        _interpreter_with_cuda(sources)
     inventory = probe_inventory() if needs_inventory(specs) else None
     try:
         devices = resolve_devices(specs, inventory or Inventory())
     except ValueError as exc:
         raise pytest.UsageError(f"{exc} (from {sources['devices']})") from None
+    if values["triton_interpret"] and any(d.startswith("cuda") for d in devices):
+        _interpreter_with_cuda(sources)  # all/auto picked a GPU
 
     return Settings(
         devices=devices,
@@ -359,6 +396,7 @@ def resolve_settings(config: pytest.Config, worker_seed: int | None = None) -> S
         inconclusive=values["inconclusive"],
         timer=values["timer"],
         flush_l2=bool(values["flush_l2"]),
+        triton_interpret=bool(values["triton_interpret"]),
         max_speedup_drop=values["max_speedup_drop"],
         inventory=inventory,
         sources=sources,

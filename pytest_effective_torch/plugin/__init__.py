@@ -21,7 +21,7 @@ from ..config.settings import (
     get_settings,
     resolve_settings,
 )
-from . import markers, parametrize, summary
+from . import interpreter, markers, parametrize, summary
 
 if TYPE_CHECKING:
     import torch
@@ -39,6 +39,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_load_initial_conftests(
     early_config: pytest.Config, parser: pytest.Parser, args: list[str]
 ) -> Generator[None, None, None]:
+    # Before any conftest or test module can import triton and define kernels.
+    interpreter.set_up(early_config)
     # --device/--dtype are registered after the project's own conftests, so
     # a conftest that defines --device keeps it instead of crashing the run.
     result = yield

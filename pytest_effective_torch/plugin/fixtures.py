@@ -24,7 +24,7 @@ from ..speed.result import SpeedResult
 from ..speed.result import options as speed_options
 from ..speed.run import compare_speed
 from ..speed.verdict import conclude
-from . import markers, storage
+from . import interpreter, markers, storage
 from .parametrize import rerun_hint
 from .summary import ROW_KEY, make_row
 
@@ -166,7 +166,8 @@ class SpeedFixture:
             rerun=rerun_hint(self._request.node, self._settings),
             **{**self._defaults, **overrides},
         )
-        state = storage.storage_state(self._benchmark, self._request.config)
+        untimed = interpreter.NO_TIMING if self._settings.triton_interpret else None
+        state = storage.storage_state(self._benchmark, self._request.config, untimed=untimed)
         storage.claim_fixture(self._benchmark)
         self._names.append(name)
         lock = storage.device_lock(str(options.device)) if storage.in_xdist_worker() else None

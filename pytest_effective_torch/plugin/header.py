@@ -38,6 +38,11 @@ def header_lines(settings: Settings, owned_flags: frozenset[str]) -> list[str]:
         f"effective-torch: seed: --effective-torch-seed={settings.seed}"
         + (" (drawn at random)" if settings.seed_random else ""),
     ]
+    if settings.triton_interpret:
+        lines.append(
+            "effective-torch: Triton kernels run in Triton's interpreter (TRITON_INTERPRET=1, "
+            f"{settings.sources.get('triton_interpret', 'default')}): correctness only, speed verdicts skipped"
+        )
     for flag, alias in (("--device", "--effective-torch-device"), ("--dtype", "--effective-torch-dtype")):
         if flag not in owned_flags:
             lines.append(

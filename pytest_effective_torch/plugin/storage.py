@@ -39,8 +39,13 @@ class StorageState:
     note: str  # why not, for messages and the summary; "" when stored
 
 
-def storage_state(benchmark: Any, config: pytest.Config) -> StorageState:
-    """Read pytest-benchmark's switches: disabled by the user, or off under xdist."""
+def storage_state(benchmark: Any, config: pytest.Config, *, untimed: str | None = None) -> StorageState:
+    """Read pytest-benchmark's switches: disabled by the user, or off under xdist.
+
+    ``untimed`` says why nothing may be timed this session (Triton's interpreter).
+    """
+    if untimed:
+        return StorageState(False, False, untimed)
     user_disabled = bool(config.getoption("benchmark_disable", False)) and not bool(
         config.getoption("benchmark_enable", False)
     )
