@@ -60,6 +60,9 @@ CALLER_PWD="$PWD"
 cd "$(dirname "$0")/.." || exit 2
 SELF="$PWD/scripts/gpu_check.sh"
 export PYTHONUNBUFFERED=1
+# On the GPU the Triton kernels run compiled: the interpreter is chosen when
+# kernels are defined, so it must not be inherited from the environment.
+unset TRITON_INTERPRET EFFECTIVE_TORCH_TRITON_INTERPRET
 
 # A relative $OUT or --from is taken from where the script was called.
 absolute() { if [[ "$1" == /* ]]; then echo "$1"; else echo "$CALLER_PWD/$1"; fi; }
@@ -83,9 +86,9 @@ CUDA_SKIP='^SKIPPED.*(CUDA|GPU)'
 PYTEST="python3 -m pytest -p no:cacheprovider"
 VERDICTS="python3 bench/bench_speed_verdicts.py --device=cuda --trials=50 --time-budget=1"
 if [[ -z "$SELFTEST" ]]; then
-  step tests 180 "$PYTEST tests --device=cuda -q -rs" "" "$CUDA_SKIP"
+  step tests 240 "$PYTEST tests --device=cuda -q -rs" "" "$CUDA_SKIP"
   step reference_impls 150 "python3 -m reference_impls --device=cuda -p no:cacheprovider"
-  step bandwidth 60 "python3 -m reference_impls.bandwidth --device=cuda"
+  step bandwidth 90 "python3 -m reference_impls.bandwidth --device=cuda --sweep"
   step cuda_timer 90 "python3 bench/bench_cuda_timer.py --target-us=20"
   step verdicts_host 120 "$VERDICTS --timer=host"
   step verdicts_device 120 "$VERDICTS --timer=device"

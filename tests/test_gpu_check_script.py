@@ -84,7 +84,7 @@ def test_a_dry_run_lists_every_step_with_its_timeout_and_command_and_needs_no_gp
     assert "--dtype=float16" in commands["engine_float16"]
     assert "-n 2" in commands["xdist"]
     assert commands["reference_impls"].startswith("python3 -m reference_impls --device=cuda")
-    assert commands["bandwidth"] == "python3 -m reference_impls.bandwidth --device=cuda"
+    assert commands["bandwidth"] == "python3 -m reference_impls.bandwidth --device=cuda --sweep"
     assert "bench/bench_cuda_timer.py" in commands["cuda_timer"]
     assert "--timer=host" in commands["verdicts_host"]
     assert "--timer=device" in commands["verdicts_device"]

@@ -310,8 +310,10 @@ def test_without_triton_the_package_imports_and_the_triton_pairs_skip_saying_so(
     interpreting(), reason="CUDA kernels are compiled only without TRITON_INTERPRET"
 )
 def test_the_kernel_tests_pass_compiled_on_cuda():
+    # Mostly Triton compiling each specialisation: spread over cores where xdist is.
+    spread = ["-n", "4"] if importlib.util.find_spec("xdist") else []
     done = _run(
-        ["-m", "pytest", str(KERNEL_TESTS), "-p", "no:cacheprovider", "-q", "--device=cuda"],
+        ["-m", "pytest", str(KERNEL_TESTS), "-p", "no:cacheprovider", "-q", "--device=cuda", *spread],
         _environ(),
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
