@@ -437,3 +437,16 @@ def test_an_inconclusive_warning_points_at_the_callers_line():
     with pytest.warns(SpeedInconclusiveWarning) as record:
         assert_faster_than_reference(slow_copy, slow_copy, inputs, time_budget=0.05, inconclusive="warn")
     assert record[0].filename == __file__
+
+
+def test_under_tritons_interpreter_nothing_is_timed_and_the_verdict_is_skipped(monkeypatch):
+    calls = []
+
+    def candidate(x):
+        calls.append(1)
+        return x
+
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    with pytest.raises(pytest.skip.Exception, match=r"speed verdict skipped: Triton kernels are interpreted"):
+        assert_faster_than_reference(candidate, slow_copy, inputs, min_speedup=2)
+    assert len(calls) == 1  # run once, so a crash still shows; never timed

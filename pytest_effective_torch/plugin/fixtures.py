@@ -20,11 +20,12 @@ from ..equivalence.gradcheck import GradcheckReport, gradcheck
 from ..equivalence.report import EquivalenceReport
 from ..inputs import Inputs, derive_seed
 from ..speed import stats
+from ..speed.clocks import untimed_reason
 from ..speed.result import SpeedResult
 from ..speed.result import options as speed_options
 from ..speed.run import compare_speed
 from ..speed.verdict import conclude
-from . import interpreter, markers, storage
+from . import markers, storage
 from .parametrize import rerun_hint
 from .summary import ROW_KEY, make_row
 
@@ -166,8 +167,7 @@ class SpeedFixture:
             rerun=rerun_hint(self._request.node, self._settings),
             **{**self._defaults, **overrides},
         )
-        untimed = interpreter.NO_TIMING if self._settings.triton_interpret else None
-        state = storage.storage_state(self._benchmark, self._request.config, untimed=untimed)
+        state = storage.storage_state(self._benchmark, self._request.config, untimed=untimed_reason())
         storage.claim_fixture(self._benchmark)
         self._names.append(name)
         lock = storage.device_lock(str(options.device)) if storage.in_xdist_worker() else None

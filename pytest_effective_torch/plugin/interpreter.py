@@ -18,11 +18,6 @@ import pytest
 from ..config.settings import early_setting
 
 ENV = "TRITON_INTERPRET"
-#: Why speed verdicts are skipped while the interpreter is on.
-NO_TIMING = (
-    "Triton kernels are interpreted (--effective-torch-triton-interpret): an interpreted "
-    "kernel's time says nothing about the compiled one"
-)
 
 
 def set_up(config: pytest.Config) -> bool:

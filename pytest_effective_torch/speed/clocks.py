@@ -31,6 +31,23 @@ if TYPE_CHECKING:
 L2_FLUSH_BYTES = 256 * 2**20
 
 
+def untimed_reason() -> str | None:
+    """Why nothing may be timed in this process, or None.
+
+    Under Triton's interpreter (``TRITON_INTERPRET=1``, which
+    ``--effective-torch-triton-interpret`` sets) Triton kernels run as Python
+    loops on the host: their times say nothing about the compiled kernels.
+    """
+    import os
+
+    if os.environ.get("TRITON_INTERPRET") == "1":
+        return (
+            "Triton kernels are interpreted (TRITON_INTERPRET=1, as --effective-torch-triton-interpret "
+            "sets): an interpreted kernel's time says nothing about the compiled one"
+        )
+    return None
+
+
 def synchronize(device: torch.device) -> None:
     """Wait for queued work on ``device``; nothing to do on the CPU."""
     if device.type == "cuda":
