@@ -4,7 +4,8 @@ Public API: the names in ``__all__``. The subpackages are private; their
 layout follows one check down the page: ``plugin`` (pytest hooks, fixtures,
 markers, summary) -> ``config`` (settings, devices, dtypes) -> the engines
 ``equivalence`` and ``speed`` -> ``inputs``, ``tree``, ``errors``,
-``formatting``.
+``formatting``; ``sizes`` (size sweeps) sits between the engines and
+``inputs``.
 """
 
 from __future__ import annotations
@@ -28,6 +29,9 @@ _LAZY = {
     "assert_faster_than_reference": ".speed.api",
     "SpeedInconclusiveWarning": ".speed.verdict",
     "synchronized_timer": ".speed.clocks",
+    "edge_sizes": ".sizes",
+    "EquivalenceSweepReport": ".equivalence.sweep",
+    "SpeedSweepResult": ".speed.sweep",
 }
 
 if TYPE_CHECKING:
@@ -35,26 +39,32 @@ if TYPE_CHECKING:
     from .equivalence.gradcheck import GradcheckReport as GradcheckReport
     from .equivalence.gradcheck import gradcheck as gradcheck
     from .equivalence.report import EquivalenceReport as EquivalenceReport
+    from .equivalence.sweep import EquivalenceSweepReport as EquivalenceSweepReport
     from .equivalence.truth import ReferenceNotDtypeGeneric as ReferenceNotDtypeGeneric
     from .errors import CheckFailed as CheckFailed
     from .inputs import Args as Args
     from .inputs import Maker as Maker
+    from .sizes import edge_sizes as edge_sizes
     from .speed.api import assert_faster_than_reference as assert_faster_than_reference
     from .speed.clocks import synchronized_timer as synchronized_timer
     from .speed.result import SpeedResult as SpeedResult
+    from .speed.sweep import SpeedSweepResult as SpeedSweepResult
     from .speed.verdict import SpeedInconclusiveWarning as SpeedInconclusiveWarning
 
 __all__ = [
     "Args",
     "CheckFailed",
     "EquivalenceReport",
+    "EquivalenceSweepReport",
     "GradcheckReport",
     "Maker",
     "ReferenceNotDtypeGeneric",
     "SpeedInconclusiveWarning",
     "SpeedResult",
+    "SpeedSweepResult",
     "assert_faster_than_reference",
     "assert_same_as_reference",
+    "edge_sizes",
     "gradcheck",
     "synchronized_timer",
 ]

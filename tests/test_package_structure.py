@@ -23,6 +23,8 @@ LAYERS = [
     ("plugin",),
     ("config",),
     ("equivalence", "speed"),
+    # Size sweeps: the grid and the builders bound to its points, shared by both engines.
+    ("sizes",),
     ("inputs",),
     ("tree", "errors", "formatting", "dtypes"),
 ]

@@ -78,6 +78,13 @@ def _parse_percent(text: str) -> float:
     return number
 
 
+def _parse_directory(text: str) -> str:
+    value = text.strip()
+    if not value:
+        raise ValueError("expected a directory path")
+    return value
+
+
 def _choice(*choices: str) -> Callable[[str], str]:
     def parse(text: str) -> str:
         value = text.strip().lower()
@@ -233,6 +240,13 @@ OPTIONS: tuple[OptionSpec, ...] = (
         "Fail the run when a test's speedup drops by more than this "
         "percentage against the run given by --benchmark-compare. Default: off.",
     ),
+    OptionSpec(
+        "plots",
+        _parse_directory,
+        "",
+        "Write a PNG plot (and its data as CSV) of every speed sweep "
+        "(sizes=) into this directory; needs matplotlib (the 'plot' extra). Default: off.",
+    ),
 )
 
 OPTIONS_BY_KEY = {spec.key: spec for spec in OPTIONS}
@@ -254,6 +268,7 @@ class Settings:
     flush_l2: bool = False
     triton_interpret: bool = False
     max_speedup_drop: float | None = None
+    plots: str | None = None
     inventory: Inventory | None = None
     sources: dict[str, str] = field(default_factory=dict, compare=False)
 
@@ -398,6 +413,7 @@ def resolve_settings(config: pytest.Config, worker_seed: int | None = None) -> S
         flush_l2=bool(values["flush_l2"]),
         triton_interpret=bool(values["triton_interpret"]),
         max_speedup_drop=values["max_speedup_drop"],
+        plots=values["plots"],
         inventory=inventory,
         sources=sources,
     )

@@ -5,20 +5,23 @@ The public function; the steps of one check are in :mod:`.check`.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from ..inputs import Inputs
+from ..sizes import Sizes, check_sizes, check_sweep_inputs, check_unswept_inputs
 from .check import Check
 from .options import ParamMap, check_options
 from .report import EquivalenceReport
 from .sides import Sides
+from .sweep import POINT_TRIALS, EquivalenceSweepReport, Sweep
 from .truth import ReferenceNotDtypeGeneric
 
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["ReferenceNotDtypeGeneric", "assert_same_as_reference"]
+__all__ = ["EquivalenceSweepReport", "ReferenceNotDtypeGeneric", "assert_same_as_reference"]
 
 
 def assert_same_as_reference(
@@ -35,8 +38,9 @@ def assert_same_as_reference(
     mutates: Iterable[int | str] | int | str = (),
     param_map: ParamMap | None = None,
     trials: int | None = None,
+    sizes: Sizes | None = None,
     _rerun: str | None = None,
-) -> EquivalenceReport:
+) -> EquivalenceReport | EquivalenceSweepReport:
     """Check that ``candidate`` computes the same function as ``reference``.
 
     Runs several trials (fresh seeds, a non-contiguous layout, large and small
@@ -55,6 +59,13 @@ def assert_same_as_reference(
     reference's (a dict), or is a callable that takes the reference's
     parameter gradients by name and returns the candidate's expected ones.
 
+    ``sizes={"n": [1, 16, 64, 100]}`` sweeps a builder ``inputs(make, *, n)``
+    over those sizes (several keys: their product): every point runs
+    ``trials`` (default 1) random-value trials and one of the layout and
+    magnitude trials in turn; a failure names every failing size and the
+    pass-to-fail boundary below each (``n=64 passes, n=65 fails``), found
+    by bisection. Returns an :class:`EquivalenceSweepReport` then.
+
     >>> import torch
     >>> from pytest_effective_torch import assert_same_as_reference
     >>> def stable_softmax(x):
@@ -68,6 +79,13 @@ def assert_same_as_reference(
     """
     __tracebackhide__ = True
     try:
+        grid = check_sizes(sizes) if sizes is not None else None
+        if grid is not None:
+            check_sweep_inputs(inputs, grid)
+            if trials is None:
+                trials = POINT_TRIALS
+        else:
+            check_unswept_inputs(inputs)
         options = check_options(
             candidate,
             reference,
@@ -91,4 +109,9 @@ def assert_same_as_reference(
         sides.check_param_map(options.param_map)
     except ValueError as exc:
         raise exc.with_traceback(None) from None
+    if grid is not None:
+        if _rerun is None:
+            rerun = options.rerun.removesuffix(")") + f", sizes={grid.as_dict()!r})"
+            options = dataclasses.replace(options, rerun=rerun)
+        return Sweep(candidate, reference, options, grid, options.trials).run()
     return Check(options, sides).run()

@@ -52,9 +52,11 @@ class Calls:
 class Check:
     """One call of ``assert_same_as_reference``: the options, the sides, the trials."""
 
-    def __init__(self, options: CheckOptions, sides: Sides) -> None:
+    def __init__(self, options: CheckOptions, sides: Sides, plan: list[Trial] | None = None) -> None:
         self.options = options
         self.sides = sides
+        #: the trials to run instead of the default plan (size sweeps choose their own)
+        self.planned = plan
         self.report = EquivalenceReport()
         self.report.truth = (
             "float64" if options.separate_truth else "float64 reference (float64 is the working dtype)"
@@ -83,14 +85,16 @@ class Check:
         import torch
 
         options = self.options
-        trials = plans.plan(options.seed, builder=options.builder is not None, trials=options.trials, dtype=options.dtype)
+        trials = self.planned
+        if trials is None:
+            trials = plans.plan(options.seed, builder=options.builder is not None, trials=options.trials, dtype=options.dtype)
         devices = [options.device] if options.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices), torch.enable_grad():
             i = 0
             while i < len(trials):
                 trial = trials[i]
                 args = self.build(trial, len(trials))
-                if i == 0 and options.builder is not None:
+                if i == 0 and options.builder is not None and self.planned is None:
                     trials = self.shrink_if_large(trials, args)
                 self.run_trial(trial, len(trials), args, passed_before=i)
                 self.report.trials.append(trial)

@@ -21,7 +21,7 @@ from ..config.settings import (
     get_settings,
     resolve_settings,
 )
-from . import interpreter, markers, parametrize, summary
+from . import interpreter, markers, parametrize, plots, summary
 
 if TYPE_CHECKING:
     import torch
@@ -58,6 +58,7 @@ def pytest_configure(config: pytest.Config) -> None:
     worker_seed = workerinput.get("effective_torch_seed") if workerinput else None
     settings = config.stash[SETTINGS_KEY] = resolve_settings(config, worker_seed=worker_seed)
     summary.check_usage(config, settings)
+    plots.check_usage(settings)
     config.pluginmanager.register(summary.SpeedRecorder(config), "effective-torch-speed")
 
 

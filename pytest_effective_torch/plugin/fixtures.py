@@ -9,7 +9,7 @@ the same session seed reproduces both.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -19,15 +19,18 @@ from ..equivalence.api import assert_same_as_reference
 from ..equivalence.gradcheck import GradcheckReport, gradcheck
 from ..equivalence.report import EquivalenceReport
 from ..inputs import Inputs, derive_seed
+from ..sizes import Sizes
 from ..speed import stats
 from ..speed.clocks import untimed_reason
 from ..speed.result import SpeedResult
 from ..speed.result import options as speed_options
 from ..speed.run import compare_speed
+from ..speed.sweep import MinSpeedup, SpeedSweepResult, sweep_spec
 from ..speed.verdict import conclude
 from . import markers, storage
 from .parametrize import rerun_hint
 from .summary import ROW_KEY, make_row
+from .sweeps import SweepRun
 
 if TYPE_CHECKING:
     import torch
@@ -55,7 +58,10 @@ class BoundAssertSame:
         kwargs.setdefault("device", self._device)
         kwargs.setdefault("dtype", self._dtype)
         kwargs.setdefault("seed", derive_seed(self._seed, "call", call))
-        kwargs.setdefault("trials", self._trials)
+        if kwargs.get("sizes") is None:
+            # A sweep's points run their own short plan (equivalence/sweep.py);
+            # --effective-torch-trials sizes single checks.
+            kwargs.setdefault("trials", self._trials)
         if kwargs.get("atol") is None and kwargs.get("rtol") is None:
             for key, value in self._marker.items():
                 kwargs[key] = value
@@ -146,12 +152,16 @@ class SpeedFixture:
         reference: Callable[..., Any],
         inputs: Inputs,
         *,
-        min_speedup: float | None = 1.0,
+        min_speedup: MinSpeedup = 1.0,
         backward: bool = False,
         max_memory_ratio: float | None = None,
         name: str | None = None,
+        mode: str | Sequence[str] | None = None,
+        sizes: Sizes | None = None,
+        nbytes: float | Callable[..., float] | None = None,
+        flops: float | Callable[..., float] | None = None,
         **overrides: Any,
-    ) -> SpeedResult:
+    ) -> SpeedResult | SpeedSweepResult:
         """Same arguments as :func:`assert_faster_than_reference`, plus ``name``."""
         __tracebackhide__ = True
         unknown = sorted(set(overrides) - set(_OVERRIDABLE))
@@ -160,9 +170,14 @@ class SpeedFixture:
                 f"assert_faster_than_reference() got unexpected keyword argument(s) {unknown}"
             )
         self._check_name(name)
+        spec = sweep_spec(inputs, sizes, mode, backward, min_speedup, nbytes, flops)
+        swept = spec is not None
         options = speed_options(
-            min_speedup=min_speedup,
+            min_speedup=None if swept else min_speedup,
             backward=backward,
+            mode=None if swept else mode,
+            nbytes=None if swept else nbytes,
+            flops=None if swept else flops,
             max_memory_ratio=max_memory_ratio,
             rerun=rerun_hint(self._request.node, self._settings),
             **{**self._defaults, **overrides},
@@ -171,6 +186,10 @@ class SpeedFixture:
         storage.claim_fixture(self._benchmark)
         self._names.append(name)
         lock = storage.device_lock(str(options.device)) if storage.in_xdist_worker() else None
+        if spec is not None:
+            return SweepRun(self._request, self._benchmark, self._settings, state, name).run(
+                candidate, reference, inputs, options, spec, lock
+            )
         result = compare_speed(
             candidate, reference, inputs, options, measure=state.measure, lock=lock
         )

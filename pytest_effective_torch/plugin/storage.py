@@ -79,11 +79,15 @@ def claim_fixture(benchmark: Any) -> None:
     benchmark._mode = MODE
 
 
-def entry_names(benchmark: Any, name: str | None) -> tuple[str, str]:
-    """(name, fullname) of a comparison's entry: the test's, or ``test::name``."""
-    if name is None:
-        return benchmark.name, benchmark.fullname
-    return f"{benchmark.name}::{name}", f"{benchmark.fullname}::{name}"
+def entry_names(benchmark: Any, name: str | None, point: str | None = None) -> tuple[str, str]:
+    """(name, fullname) of a comparison's entry: the test's, or ``test::name``; a sweep's
+    point adds ``[n=64]`` (``test[cpu-float32][n=64]``, ``test::name[n=64]``)."""
+    short, full = benchmark.name, benchmark.fullname
+    if name is not None:
+        short, full = f"{short}::{name}", f"{full}::{name}"
+    if point is not None:
+        short, full = f"{short}[{point}]", f"{full}[{point}]"
+    return short, full
 
 
 def _stats_dict(times: Sequence[float]) -> dict[str, Any]:
@@ -134,15 +138,33 @@ def extra_info(result: SpeedResult) -> dict[str, Any]:
         }
     if result.peak_memory != (None, None):
         info["peak_memory"] = {"reference": result.peak_memory[0], "candidate": result.peak_memory[1]}
+    for key, amount, rate in (("nbytes", result.nbytes, result.bandwidth), ("flops", result.flops, result.flop_rate)):
+        if amount is not None:
+            info[key] = amount
+            info[f"{key}_per_second"] = {"reference": rate("reference"), "candidate": rate("candidate")}
+    if result.copy_bandwidth is not None:
+        info["copy_bandwidth"] = result.copy_bandwidth
+    if result.peak_flops is not None:
+        info["peak_flops"] = result.peak_flops
     return info
 
 
-def store(benchmark: Any, result: SpeedResult, name: str | None) -> str:
-    """Register ``result`` as one entry of the session; returns its fullname."""
+def store(
+    benchmark: Any, result: SpeedResult, name: str | None, point: str | None = None, sizes: dict[str, int] | None = None
+) -> str:
+    """Register ``result`` as one entry of the session; returns its fullname.
+
+    A sweep's point is its own entry, and its sizes join the entry's
+    ``params`` (so ``--benchmark-group-by=param:n`` groups by size).
+    """
     iterations = max(1, result.calls_per_round[1])
     entry = benchmark._make_stats(iterations)
-    entry.name, entry.fullname = entry_names(benchmark, name)
+    entry.name, entry.fullname = entry_names(benchmark, name, point)
     entry.extra_info = {**benchmark.extra_info, **extra_info(result)}
+    if point is not None:
+        entry.extra_info["sweep_point"] = point
+        entry.params = {**(entry.params or {}), **(sizes or {})}
+        entry.param = f"{entry.param}-{point}" if entry.param else point
     entry.options = dict(entry.options, timer=f"effective_torch.{result.timer}")
     for per_call in result.candidate_times:
         entry.update(per_call * iterations)  # Metadata divides by iterations

@@ -28,10 +28,10 @@ HEADER = ("test", "device", "dtype", "reference", "candidate", "speedup [interva
 
 
 def make_row(
-    result: SpeedResult, *, verdict: str, nodeid: str, fullname: str, storage: str
+    result: SpeedResult, *, verdict: str, nodeid: str, fullname: str, storage: str, plot: str | None = None
 ) -> dict[str, Any]:
     """A JSON-friendly summary row (it travels between xdist processes)."""
-    return {
+    row = {
         "test": nodeid,
         "entry": fullname,
         "device": result.device,
@@ -46,6 +46,16 @@ def make_row(
         "timer": result.timer,
         "storage": storage,
     }
+    # Only sweeps with nbytes=/flops= and plots add these; older rows lack them.
+    if result.nbytes is not None:
+        row["bandwidth"] = result.bandwidth("candidate")
+        row["copy_bandwidth"] = result.copy_bandwidth
+    if result.flops is not None:
+        row["flop_rate"] = result.flop_rate("candidate")
+        row["peak_flops"] = result.peak_flops
+    if plot is not None:
+        row["plot"] = plot
+    return row
 
 
 class SpeedRecorder:
@@ -106,8 +116,29 @@ def _verdict(row: dict[str, Any]) -> str:
     return verdict
 
 
+def _achieved(row: dict[str, Any]) -> str:
+    """``1.2 TB/s (28% of copy)``, ``3.1 TFLOP/s (31% of peak)``: the candidate's rates, where given."""
+    from ..speed.throughput import (  # the engines load only once a test runs
+        fmt_bandwidth,
+        fmt_flops,
+    )
+
+    parts = []
+    for key, ceiling, fmt, what in (
+        ("bandwidth", "copy_bandwidth", fmt_bandwidth, "copy"),
+        ("flop_rate", "peak_flops", fmt_flops, "peak"),
+    ):
+        value, top = row.get(key), row.get(ceiling)
+        if isinstance(value, (int, float)):
+            share = f" ({value / top:.0%} of {what})" if isinstance(top, (int, float)) and top > 0 else ""
+            parts.append(fmt(value) + share)
+    return ", ".join(parts) or "-"
+
+
 def table_lines(rows: list[dict[str, Any]]) -> list[str]:
-    """The rows as an aligned text table, header first."""
+    """The rows as an aligned text table, header first; an ``achieved`` column when a row has rates."""
+    rates = any("bandwidth" in row or "flop_rate" in row for row in rows)
+    header = (*HEADER, "achieved") if rates else HEADER
     body = [
         (
             _name(row),
@@ -117,15 +148,16 @@ def table_lines(rows: list[dict[str, Any]]) -> list[str]:
             _time(row.get("candidate")),
             _speedup(row),
             _verdict(row),
+            *((_achieved(row),) if rates else ()),
         )
         for row in rows
     ]
-    widths = [max(len(line[i]) for line in [HEADER, *body]) for i in range(len(HEADER))]
+    widths = [max(len(line[i]) for line in [header, *body]) for i in range(len(header))]
 
     def fmt(cells: tuple[str, ...]) -> str:
         return "  ".join(cell.ljust(width) for cell, width in zip(cells, widths, strict=False)).rstrip()
 
-    return [fmt(HEADER), fmt(tuple("-" * w for w in widths)), *map(fmt, body)]
+    return [fmt(header), fmt(tuple("-" * w for w in widths)), *map(fmt, body)]
 
 
 def speedup_drop(before: float, row: dict[str, Any], threshold: float) -> str | None:
@@ -236,6 +268,9 @@ def write(terminalreporter: Any, config: pytest.Config) -> None:
     notes = sorted({str(r.get("storage")) for r in rows if r.get("storage") not in (None, "", "saved")})
     for note in notes:
         tr.write_line(f"pytest-benchmark {note}" if note.startswith("storage") else note)
+    plots = list(dict.fromkeys(str(r["plot"]) for r in rows if r.get("plot")))
+    if plots:
+        tr.write_line(f"plots ({len(plots)}, each with its data as CSV beside it): " + ", ".join(plots))
     for message in regressions:
         tr.write_line(f"SPEEDUP REGRESSION: {message}", red=True)
     for message in notices:

@@ -5,20 +5,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..inputs import Inputs
+from ..sizes import Sizes
 from .clocks import untimed_reason
 from .result import DEFAULT_CONFIDENCE, SpeedResult
 from .result import options as make_options
 from .run import compare_speed
+from .sweep import MinSpeedup, SpeedSweepResult, conclude_sweep, run_sweep, sweep_spec
 from .verdict import SpeedInconclusiveWarning, conclude
 
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["SpeedInconclusiveWarning", "SpeedResult", "assert_faster_than_reference"]
+__all__ = ["SpeedInconclusiveWarning", "SpeedResult", "SpeedSweepResult", "assert_faster_than_reference"]
 
 
 def assert_faster_than_reference(
@@ -26,9 +28,13 @@ def assert_faster_than_reference(
     reference: Callable[..., Any],
     inputs: Inputs,
     *,
-    min_speedup: float | None = 1.0,
+    min_speedup: MinSpeedup = 1.0,
     device: torch.device | str | None = None,
     backward: bool = False,
+    mode: str | Sequence[str] | None = None,
+    sizes: Sizes | None = None,
+    nbytes: float | Callable[..., float] | None = None,
+    flops: float | Callable[..., float] | None = None,
     max_memory_ratio: float | None = None,
     dtype: torch.dtype | None = None,
     seed: int = 0,
@@ -39,7 +45,7 @@ def assert_faster_than_reference(
     inconclusive: str = "fail",
     confidence: float = DEFAULT_CONFIDENCE,
     measure_memory: bool | None = None,
-) -> SpeedResult:
+) -> SpeedResult | SpeedSweepResult:
     """Assert that ``candidate`` is at least ``min_speedup`` times faster than ``reference``.
 
     Both are called with the same ``inputs``: a tuple of arguments, or a
@@ -71,10 +77,28 @@ def assert_faster_than_reference(
     CPU while timing; ``timer`` picks CUDA host or device time for the
     verdict (both are reported); ``flush_l2`` flushes the CUDA L2 cache
     before every timed call.
+
+    ``mode`` times ``forward`` (the default), ``backward`` (the backward
+    pass alone, through a graph built outside the timed region) or ``full``
+    (forward plus backward, as ``backward=True``). ``nbytes``/``flops``
+    (per call) add the achieved bytes and FLOP per second to the result.
+
+    ``sizes={"n": [64, 256, 1024]}`` sweeps a builder ``inputs(make, *, n)``:
+    one verdict per size (and per mode, when ``mode`` is a list), each at a
+    confidence corrected for the number of sizes asserted, so the chance of
+    passing any size that is not faster stays that of one verdict.
+    ``min_speedup``, ``nbytes`` and ``flops`` may then be callables of the
+    size keywords (``min_speedup`` returning None: measured there, not
+    asserted). Returns a :class:`SpeedSweepResult`; a failure names the sizes
+    that fell short.
     """
     __tracebackhide__ = True
+    spec = sweep_spec(inputs, sizes, mode, backward, min_speedup, nbytes, flops)
     options = make_options(
-        min_speedup=min_speedup,
+        min_speedup=None if spec is not None else min_speedup,
+        mode=None if spec is not None else mode,
+        nbytes=None if spec is not None else nbytes,
+        flops=None if spec is not None else flops,
         device=device,
         dtype=dtype,
         seed=seed,
@@ -89,6 +113,13 @@ def assert_faster_than_reference(
         confidence=confidence,
     )
     untimed = untimed_reason()
+    if spec is not None:
+        sweep = run_sweep(candidate, reference, inputs, options, spec, measure=untimed is None)
+        if untimed is not None:
+            import pytest
+
+            pytest.skip(f"speed sweep skipped: {untimed}; candidate and reference each ran once per size")
+        return conclude_sweep(sweep, options)
     result = compare_speed(candidate, reference, inputs, options, measure=untimed is None)
     if untimed is not None:
         import pytest

@@ -1,4 +1,9 @@
-"""The calls a speed comparison times: one forward call, or forward plus backward.
+"""The calls a speed comparison times, by mode: forward, backward, or full (forward plus backward).
+
+``backward`` times the backward pass alone, as kernel authors' benchmarks
+do: one forward call builds the graph, outside the timed region, and every
+timed call runs backward through it again (``retain_graph=True``) with
+the gradients reset to None first, as ``zero_grad`` does.
 
 Each side is called once before timing, so a crash is reported as a crash
 with context (not as a timing), and the first call's cost (compilation,
@@ -16,9 +21,12 @@ from ..formatting import callable_name, dtype_name
 from ..inputs import Args, input_tensors, map_args
 from .clocks import synchronize, time_once
 
+#: What ``mode=`` accepts, and what the result's ``measured`` says for each.
+MODES = {"forward": "forward", "backward": "backward", "full": "forward+backward"}
+
 
 class BackwardMisuse(Exception):
-    """``backward=True`` where it cannot apply: re-raised as a plain ValueError."""
+    """A backward mode where it cannot apply: re-raised as a plain ValueError."""
 
 
 def shapes(args: Args) -> str:
@@ -51,16 +59,18 @@ def with_grad_leaves(args: Args) -> tuple[Args, list[Any]]:
     return map_args(args, leaf), leaves
 
 
-def make_call(fn: Callable[..., Any], args: Args, backward: bool, role: str, device: Any) -> tuple[Callable[[], Any], float]:
-    """The callable that is timed (one forward call of ``fn``, plus backward),
-    and the seconds its first call took.
+def make_call(fn: Callable[..., Any], args: Args, mode: str, role: str, device: Any) -> tuple[Callable[[], Any], float]:
+    """The callable that is timed in ``mode`` (see :data:`MODES`), and the
+    seconds its first call took.
 
-    With ``backward=True`` the first call is also the probe that checks an
-    output requires grad, so its cost (where torch.compile compiles the
-    forward, lazy modules initialise) is the one reported as first call.
+    In the backward modes the first call (forward and backward) is also the
+    probe that checks an output requires grad, so its cost (where
+    torch.compile compiles, lazy modules initialise) is the one reported as
+    first call.
     """
     __tracebackhide__ = True
-    if not backward:
+    what = "backward=True" if mode == "full" else f"mode={mode!r}"
+    if mode == "forward":
 
         def forward() -> Any:
             __tracebackhide__ = True
@@ -73,7 +83,7 @@ def make_call(fn: Callable[..., Any], args: Args, backward: bool, role: str, dev
     grad_args, leaves = with_grad_leaves(args)
     if not leaves:
         raise BackwardMisuse(
-            "backward=True needs at least one floating-point tensor among the inputs; "
+            f"{what} needs at least one floating-point tensor among the inputs; "
             f"got ({shapes(args)})"
         )
     params = list(fn.parameters()) if isinstance(fn, torch.nn.Module) else []
@@ -88,13 +98,24 @@ def make_call(fn: Callable[..., Any], args: Args, backward: bool, role: str, dev
     probe = outputs_requiring_grad()
     if not probe:
         raise BackwardMisuse(
-            f"backward=True but no output of the {role} ({callable_name(fn)}) requires grad; "
+            f"{what} but no output of the {role} ({callable_name(fn)}) requires grad; "
             "is it computed under torch.no_grad() or detached?"
         )
     grad_outputs = [torch.ones_like(t) for t in probe]
-    torch.autograd.backward(probe, grad_outputs)
+    torch.autograd.backward(probe, grad_outputs, retain_graph=mode == "backward")
     synchronize(device)
     first = time.perf_counter() - start
+
+    if mode == "backward":
+        kept = probe  # the graph every timed call runs backward through
+
+        def backward_only() -> Any:
+            __tracebackhide__ = True
+            for tensor in cleared:
+                tensor.grad = None
+            torch.autograd.backward(kept, grad_outputs, retain_graph=True)
+
+        return backward_only, first
     del probe
 
     def forward_backward() -> Any:

@@ -8,6 +8,7 @@ from typing import Any
 
 from ..formatting import fmt_time
 from . import stats
+from .calls import MODES
 
 DEFAULT_CONFIDENCE = 0.999
 INCONCLUSIVE_POLICIES = ("fail", "skip", "warn")
@@ -66,10 +67,24 @@ class SpeedResult:
     reference_times: tuple[float, ...] = field(default=(), repr=False)
     candidate_times: tuple[float, ...] = field(default=(), repr=False)
     budget: float = 0.0
+    #: bytes moved and floating-point operations per call (``nbytes=``, ``flops=``)
+    nbytes: float | None = None
+    flops: float | None = None
+    #: the GPU's measured copy bandwidth (bytes/s) and datasheet peak FLOP/s, where known
+    copy_bandwidth: float | None = None
+    peak_flops: float | None = None
 
     @property
     def passed(self) -> bool:
         return self.verdict == stats.PASS
+
+    def bandwidth(self, role: str) -> float | None:
+        """Achieved bytes per second of ``role`` (``reference`` or ``candidate``), from ``nbytes``."""
+        return _rate(self.nbytes, self.reference_time if role == "reference" else self.candidate_time)
+
+    def flop_rate(self, role: str) -> float | None:
+        """Achieved FLOP per second of ``role``, from ``flops``."""
+        return _rate(self.flops, self.reference_time if role == "reference" else self.candidate_time)
 
     def speedup_text(self) -> str:
         """``3.91x [3.70x, 4.12x]``, or a dash when nothing was measured."""
@@ -94,6 +109,12 @@ class SpeedResult:
         )
 
 
+def _rate(amount: float | None, seconds: float | None) -> float | None:
+    if amount is None or seconds is None or not seconds > 0:
+        return None
+    return amount / seconds
+
+
 @dataclass(frozen=True)
 class SpeedOptions:
     """Everything besides the callables and inputs; validated on creation."""
@@ -103,6 +124,8 @@ class SpeedOptions:
     dtype: Any = None
     seed: int = 0
     backward: bool = False
+    #: forward, backward or full; None: full with ``backward=True``, else forward
+    mode: str | None = None
     max_memory_ratio: float | None = None
     measure_memory: bool | None = None
     time_budget: float = 2.0
@@ -112,6 +135,9 @@ class SpeedOptions:
     inconclusive: str = "fail"
     confidence: float = DEFAULT_CONFIDENCE
     rerun: str = ""
+    #: per call, for achieved rates; callables of the size keywords are resolved per point first
+    nbytes: float | None = None
+    flops: float | None = None
 
     def __post_init__(self) -> None:
         def positive(name: str, value: Any, *, allow_none: bool = False, none: str = "") -> None:
@@ -143,6 +169,28 @@ class SpeedOptions:
             raise ValueError(f"confidence must be a float in (0.5, 1), got {self.confidence!r}")
         if not isinstance(self.backward, bool):
             raise TypeError(f"backward must be True or False, got {self.backward!r}")
+        for name in ("nbytes", "flops"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if callable(value):
+                raise TypeError(f"{name} is a callable of the size keywords: it needs sizes=")
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise TypeError(f"{name} must be a number (per call), a callable of the size keywords, or None; got {value!r}")
+            if not (value >= 0 and math.isfinite(value)):
+                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+        if self.mode is not None and self.mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+        if self.backward and self.mode not in (None, "full"):
+            raise ValueError(
+                f"backward=True times forward plus backward (mode='full'); it cannot be combined "
+                f"with mode={self.mode!r}: give one of them"
+            )
+
+    @property
+    def timed(self) -> str:
+        """The mode that is timed: ``forward``, ``backward`` or ``full``."""
+        return self.mode or ("full" if self.backward else "forward")
 
 
 def options(**kwargs: Any) -> SpeedOptions:

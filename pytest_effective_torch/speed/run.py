@@ -19,10 +19,11 @@ from ..errors import with_context
 from ..formatting import callable_name, dtype_name
 from ..inputs import Args, Inputs, Maker, build, input_tensors
 from . import stats
-from .calls import BackwardMisuse, first_device, make_call, shapes
+from .calls import MODES, BackwardMisuse, first_device, make_call, shapes
 from .clocks import block_timer, gc_paused, pinned_threads, time_once
 from .memory import peak_memory
 from .result import SpeedOptions, SpeedResult
+from .throughput import copy_bandwidth, peak_flops
 
 #: Seconds one block of calls should last: far above the timer's resolution
 #: and the loop's overhead, yet short, so that on a busy machine a preemption
@@ -53,7 +54,8 @@ class _Setting:
         """The note a crash in user code gets: what was running, on what, how to rerun."""
         text = (
             f"effective-torch: while {what} [assert_faster_than_reference, {_where(self.device, self.dtype)}, "
-            f"inputs ({shapes(self.args)})" + (", forward+backward" if self.options.backward else "") + "]"
+            f"inputs ({shapes(self.args)})"
+            + (f", {MODES[self.options.timed]}" if self.options.timed != "forward" else "") + "]"
             + hint
         )
         return _with_rerun(text, self.options)
@@ -136,7 +138,7 @@ def _first_call(fn: Callable[..., Any], role: str, setting: _Setting) -> tuple[C
     """Build the timed callable and time its first call; user crashes get context."""
     __tracebackhide__ = True
     try:
-        return make_call(fn, setting.args, setting.options.backward, role, setting.device)
+        return make_call(fn, setting.args, setting.options.timed, role, setting.device)
     except BackwardMisuse as exc:
         raise ValueError(str(exc)) from None
     except Exception as exc:
@@ -273,8 +275,10 @@ def compare_speed(
         device=str(device),
         device_name=_device_name(device),
         dtype=None if setting.dtype is None else dtype_name(setting.dtype),
-        measured="forward+backward" if options.backward else "forward",
+        measured=MODES[options.timed],
         budget=options.time_budget,
+        nbytes=options.nbytes,
+        flops=options.flops,
         timer=timer_kind,
         timer_description=timer_description(device, timer_kind, flush_l2),
     )
@@ -293,6 +297,10 @@ def compare_speed(
         rounds = _rounds(calls, setting, timer_kind, flush_l2, started)
         elapsed = time.perf_counter() - started
         peaks = _peaks(calls, setting)
+        if options.nbytes is not None:
+            base["copy_bandwidth"] = copy_bandwidth(device)
+    if options.flops is not None and device.type == "cuda":
+        base["peak_flops"] = peak_flops(base["device_name"], base["dtype"])
     return _result(rounds, base, threads=threads, first_call=first_call, elapsed=elapsed, peaks=peaks)
 
 
