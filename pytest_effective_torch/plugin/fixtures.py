@@ -170,7 +170,13 @@ class SpeedFixture:
                 f"assert_faster_than_reference() got unexpected keyword argument(s) {unknown}"
             )
         self._check_name(name)
+        try:
+            try:
         spec = sweep_spec(inputs, sizes, mode, backward, min_speedup, nbytes, flops)
+    except (TypeError, ValueError) as exc:  # a bad argument: the caller's line, not our frames
+        raise exc.with_traceback(None) from None
+        except (TypeError, ValueError) as exc:
+            raise exc.with_traceback(None) from None
         swept = spec is not None
         options = speed_options(
             min_speedup=None if swept else min_speedup,

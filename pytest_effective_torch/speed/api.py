@@ -93,7 +93,10 @@ def assert_faster_than_reference(
     that fell short.
     """
     __tracebackhide__ = True
-    spec = sweep_spec(inputs, sizes, mode, backward, min_speedup, nbytes, flops)
+    try:
+        spec = sweep_spec(inputs, sizes, mode, backward, min_speedup, nbytes, flops)
+    except (TypeError, ValueError) as exc:  # a bad argument: the caller's line, not our frames
+        raise exc.with_traceback(None) from None
     options = make_options(
         min_speedup=None if spec is not None else min_speedup,
         mode=None if spec is not None else mode,

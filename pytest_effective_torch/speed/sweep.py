@@ -104,19 +104,15 @@ def check_spec(
 def sweep_spec(
     inputs: Inputs, sizes: Any, mode: Any, backward: Any, min_speedup: Any, nbytes: Any, flops: Any
 ) -> SweepSpec | None:
-    """The sweep's validated arguments, or None without ``sizes=``; bad ones raised without our frames."""
-    __tracebackhide__ = True
-    try:
-        if sizes is not None:
-            return check_spec(inputs, sizes, mode, backward, min_speedup, nbytes, flops)
-        check_unswept_inputs(inputs)
-        if mode is not None and not isinstance(mode, str):
-            raise ValueError(f"several modes ({mode!r}) are several curves: they need sizes=")
-        for name, value in (("min_speedup", min_speedup), ("nbytes", nbytes), ("flops", flops)):
-            if callable(value):
-                raise TypeError(f"{name} is a callable of the size keywords: it needs sizes=")
-    except (TypeError, ValueError) as exc:
-        raise exc.with_traceback(None) from None
+    """The sweep's validated arguments, or None without ``sizes=`` (TypeError/ValueError when bad)."""
+    if sizes is not None:
+        return check_spec(inputs, sizes, mode, backward, min_speedup, nbytes, flops)
+    check_unswept_inputs(inputs)
+    if mode is not None and not isinstance(mode, str):
+        raise ValueError(f"several modes ({mode!r}) are several curves: they need sizes=")
+    for name, value in (("min_speedup", min_speedup), ("nbytes", nbytes), ("flops", flops)):
+        if callable(value):
+            raise TypeError(f"{name} is a callable of the size keywords: it needs sizes=")
     return None
 
 
