@@ -171,11 +171,8 @@ class SpeedFixture:
             )
         self._check_name(name)
         try:
-            try:
-        spec = sweep_spec(inputs, sizes, mode, backward, min_speedup, nbytes, flops)
-    except (TypeError, ValueError) as exc:  # a bad argument: the caller's line, not our frames
-        raise exc.with_traceback(None) from None
-        except (TypeError, ValueError) as exc:
+            spec = sweep_spec(inputs, sizes, mode, backward, min_speedup, nbytes, flops)
+        except (TypeError, ValueError) as exc:  # a bad argument: the caller's line, not our frames
             raise exc.with_traceback(None) from None
         swept = spec is not None
         options = speed_options(
