@@ -27,6 +27,10 @@ Builder = Callable[["Maker"], Any]
 BASE_DTYPES = ("float32", "float64")
 ALL_DTYPES = ("float32", "float64", "float16", "bfloat16")
 
+#: ``min_speedup`` of a claim: a number, a callable of a sweep's size
+#: keywords returning a number or None (measured there), or None.
+MinSpeedup = float | Callable[..., "float | None"] | None
+
 ClaimKind = Literal["equal", "caught", "stabler", "faster", "less_memory", "fits"]
 CLAIM_KINDS: tuple[str, ...] = ("equal", "caught", "stabler", "faster", "less_memory", "fits")
 
@@ -142,7 +146,8 @@ class Claim:
     Kinds:
 
     - ``equal``: the candidate computes the same function as the reference
-      (outputs and gradients); checked with ``assert_same_as_reference``.
+      (outputs and gradients); checked with ``assert_same_as_reference``
+      (at every size of ``sizes``, when given).
     - ``caught``: the candidate is wrong and the plugin must say so with a
       message containing the pair's ``expected_failure``.
     - ``stabler``: on ``inputs`` (hostile values) the reference is
@@ -151,7 +156,10 @@ class Claim:
       ``grad_arg`` equals ``expected_grad``).
     - ``faster``: the candidate is at least ``min_speedup`` times faster on
       ``inputs`` (``per_device`` overrides it per device type, e.g. cuda);
-      ``None`` (either way) measures and reports without a verdict.
+      ``None`` (either way) measures and reports without a verdict. With
+      ``sizes`` the claim is a size sweep: ``inputs`` takes the size
+      keywords, ``min_speedup`` may be a callable of them, ``nbytes`` and
+      ``flops`` give achieved rates, and ``modes`` picks the curves.
     - ``less_memory``: peak memory of the candidate is at most
       ``max_memory_ratio`` of the reference's.
     - ``fits``: the fit recovers its targets.
@@ -162,8 +170,8 @@ class Claim:
     #: what the guide says, in a few words (shown in the summary table).
     guide: str
     inputs: Builder | None = None
-    min_speedup: float | None = None
-    per_device: Mapping[str, float | None] = field(default_factory=dict)
+    min_speedup: MinSpeedup = None
+    per_device: Mapping[str, MinSpeedup] = field(default_factory=dict)
     max_memory_ratio: float | None = None
     #: time (or measure memory of) forward plus backward.
     backward: bool = False
@@ -179,6 +187,13 @@ class Claim:
     #: something else than the pair itself (other module sizes, or a
     #: compiled function against its own eager version).
     factory: Callable[[torch.device, torch.dtype], tuple[Any, Any]] | None = None
+    #: a size sweep: size keyword -> sizes, passed as ``sizes=`` (``inputs`` takes them)
+    sizes: Mapping[str, tuple[int, ...]] | None = None
+    #: bytes moved and floating-point operations per call: numbers, or callables of the size keywords
+    nbytes: float | Callable[..., float] | None = None
+    flops: float | Callable[..., float] | None = None
+    #: speed sweeps: the modes timed, one curve each (forward, backward, full)
+    modes: tuple[str, ...] | None = None
     note: str = ""
 
     def bind(self, pair: Pair, device: torch.device | str, dtype: torch.dtype) -> tuple[Any, Any]:
@@ -191,11 +206,12 @@ class Claim:
 
     @property
     def id(self) -> str:
-        """``subject:kind``, plus ``:backward`` for forward+backward speed claims."""
-        return f"{self.subject}:{self.kind}" + (":backward" if self.backward else "")
+        """``subject:kind``, plus ``:backward`` for forward+backward speed claims and
+        ``:sweep`` for claims swept over sizes."""
+        return f"{self.subject}:{self.kind}" + (":backward" if self.backward else "") + (":sweep" if self.sizes else "")
 
-    def min_speedup_on(self, device_type: str) -> float | None:
-        """The speedup this claim demands on a device type (None: report only)."""
+    def min_speedup_on(self, device_type: str) -> MinSpeedup:
+        """The speedup this claim demands on a device type (None: report only; a callable: per size)."""
         return self.per_device.get(device_type, self.min_speedup)
 
     def __str__(self) -> str:

@@ -34,9 +34,12 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CLAIMS",
+    "EDGE_LENGTHS",
     "GUIDE_LOGITS",
     "PAIRS",
+    "SWEEP_LENGTHS",
     "guide_logits",
+    "logits_by_length",
     "softmax_naive",
     "softmax_stable",
     "softmax_torch",
@@ -91,6 +94,21 @@ def guide_logits(make: Maker) -> tuple[torch.Tensor]:
     return (torch.tensor(GUIDE_LOGITS, device=make.device, dtype=make.dtype),)
 
 
+#: Row lengths of the size sweeps: around multiples of 16 for the check
+#: (where a tiled kernel drops or repeats a remainder): ``edge_sizes(16, 64)``,
+#: written out so that importing the package does not import the plugin
+#: before pytest can rewrite its asserts; powers of 4 for speed.
+EDGE_LENGTHS = (1, 15, 16, 17, 31, 32, 33, 47, 48, 49, 63, 64)
+SWEEP_LENGTHS = (16, 64, 256, 1024, 4096)
+
+
+def logits_by_length(make: Maker, *, n: int) -> Args:
+    """A builder swept over the row length ``n``: 64 rows of moderate logits, ``dim=-1``."""
+    from pytest_effective_torch import Args
+
+    return Args(make(64, n, low=-4.0, high=4.0), dim=-1)
+
+
 CHECK = moderate_logits(4, 16, 8, dim=1)
 SMALL = moderate_logits(3, 5, dim=-1)
 LARGE = moderate_logits(256, 1024, dim=-1)
@@ -118,6 +136,23 @@ PAIRS: tuple[Pair, ...] = (
 CLAIMS: tuple[Claim, ...] = (
     Claim("softmax.stable", "equal", "shifting by the max changes nothing"),
     Claim("softmax.torch", "equal", "torch.softmax matches on moderate logits"),
+    Claim(
+        "softmax.stable",
+        "equal",
+        "the same at every row length, odd ones too",
+        inputs=logits_by_length,
+        sizes={"n": EDGE_LENGTHS},
+    ),
+    Claim(
+        "softmax.torch",
+        "faster",
+        "torch.softmax vs naive, forward and backward",
+        inputs=logits_by_length,
+        sizes={"n": SWEEP_LENGTHS},
+        modes=("forward", "backward"),
+        dtype="float32",
+        note="a size sweep, measured, not asserted: one curve per mode",
+    ),
     Claim(
         "softmax.stable",
         "stabler",

@@ -180,6 +180,20 @@ def test_faster(
     candidate, reference = claim.bind(pair, device, dtype)
     inputs = claim.inputs or pair.large_inputs or pair.inputs
     wanted = claim.min_speedup_on(device.type)
+    if claim.sizes:
+        sweep = assert_faster_than_reference(
+            candidate,
+            reference,
+            inputs,
+            min_speedup=wanted,  # per size; None there: measured, not asserted
+            backward=claim.backward,
+            sizes=dict(claim.sizes),
+            mode=list(claim.modes) if claim.modes else None,
+            nbytes=claim.nbytes,
+            flops=claim.flops,
+        )
+        record(request, _sweep_text(sweep), asserted=sweep.asserted > 0)
+        return
     result = assert_faster_than_reference(
         candidate,
         reference,
@@ -196,6 +210,41 @@ def test_faster(
         seconds = COMPILE_SECONDS.get(getattr(candidate, "__name__", ""), 0.0)
         text += f"; first forward calls (compiling) {seconds:.1f} s, not timed"
     record(request, text, asserted=wanted is not None)
+
+
+def _sweep_text(sweep: Any) -> str:
+    """``batch=1: 0.7x, 4: 2.1x, ... 1024: 95x (needs 10x from 256)``, one part per mode."""
+    parts = []
+    for mode in sweep.modes:
+        points = [p for p in sweep.points if p.mode == mode]
+        key = sweep.grid.keys[-1]
+        speeds = ", ".join(
+            f"{p.point.label if i == 0 else p.point[key]}: {p.result.speedup:.2g}x" for i, p in enumerate(points)
+        )
+        asserted = [p for p in points if p.result.min_speedup is not None]
+        if asserted:
+            needs = sorted({p.result.min_speedup for p in asserted})
+            speeds += f" (needs {'/'.join(f'{n:g}' for n in needs)}x from {asserted[0].point[key]})"
+        parts.append((f"{mode} " if len(sweep.modes) > 1 else "") + speeds)
+    return "; ".join(parts)
+
+
+@pytest.mark.parametrize("claim", [c for c in _claims("equal") if c.sizes], ids=_ids)
+def test_same_across_sizes(
+    claim: Claim,
+    device: torch.device,
+    dtype: torch.dtype,
+    assert_same_as_reference: Any,
+    request: Any,
+) -> None:
+    """The candidate matches the reference at every size of the claim's sweep."""
+    pair = PAIRS[claim.subject]
+    candidate, reference = claim.bind(pair, device, dtype)
+    report = assert_same_as_reference(
+        candidate, reference, claim.inputs, sizes=dict(claim.sizes or {}), device=device, dtype=dtype,
+        **pair.check_kwargs,
+    )  # fmt: skip
+    record(request, f"{len(report.points)} sizes, {report.trials_per_point} trials each")
 
 
 @pytest.mark.parametrize("claim", _claims("less_memory"), ids=_ids)

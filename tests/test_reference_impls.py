@@ -350,6 +350,35 @@ def test_bandwidth_counts_bytes_moved_by_gather_and_copy():
     assert main(["--device=cpu", "--scale=0.001"]) == 0
 
 
+def test_the_gather_sweep_counts_the_bytes_one_gather_moves():
+    from pytest_effective_torch import Maker
+    from reference_impls.batch_gather import gather_by_batch, gather_flat_index, gather_nbytes
+
+    for batch in (1, 64):
+        tensor, indices = gather_by_batch(Maker("cpu", torch.float32, 0), batch=batch)
+        out = gather_flat_index(tensor, indices)
+        moved = 2 * out.numel() * out.element_size() + indices.numel() * indices.element_size()
+        assert tensor.shape == (batch, 64, 16) and gather_nbytes(batch) == moved
+
+
+def test_sweep_claims_give_builders_that_take_their_size_keywords():
+    import inspect
+
+    swept = [claim for claim in CLAIMS if claim.sizes]
+    assert {claim.id for claim in swept} >= {
+        "batch_gather.flat_index:faster:sweep", "softmax.torch:faster:sweep", "softmax.stable:equal:sweep",
+    }  # fmt: skip
+    for claim in swept:
+        parameters = inspect.signature(claim.inputs).parameters
+        assert all(parameters[key].kind is inspect.Parameter.KEYWORD_ONLY for key in claim.sizes), claim.id
+    from pytest_effective_torch import edge_sizes
+    from reference_impls.softmax import EDGE_LENGTHS
+
+    assert list(EDGE_LENGTHS) == edge_sizes(16, 64)
+    gather = next(c for c in swept if c.id == "batch_gather.flat_index:faster:sweep")
+    assert gather.min_speedup_on("cpu")(1) is None and gather.min_speedup_on("cpu")(1024) == 10
+
+
 @pytest.mark.parametrize("module", reference_impls.TOPICS, ids=lambda m: m.__name__)
 def test_the_topic_modules_docstring_examples_run(module):
     import doctest

@@ -177,3 +177,15 @@ def test_a_speed_claim_that_is_only_measured_never_reads_verified():
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     row = next(line for line in done.stdout.splitlines() if line.startswith("batch_gather.torchscript:faster"))
     assert " measured " in row and "verified" not in row and "(reported)" in row
+
+
+def test_the_main_job_writes_a_plot_per_speed_sweep(tmp_path):
+    # The measure-only sweep: the files are what is tested, not a verdict.
+    result = run_main("--device=cpu", "-k", "softmax and faster and sweep", f"--effective-torch-plots={tmp_path}")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr
+    (png,) = tmp_path.glob("*.png")
+    assert png.name == "reference_impls-test_claims.py-test_faster-cpu-float32-softmax.torch-faster-sweep.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    rows = png.with_suffix(".csv").read_text().splitlines()
+    assert len(rows) == 1 + 2 * 5  # header, 2 modes x 5 row lengths
+    assert "softmax.torch:faster:sweep" in table_row(result, "softmax.torch:faster:sweep")
