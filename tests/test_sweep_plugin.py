@@ -258,7 +258,7 @@ def test_the_plots_option_writes_a_png_and_a_csv_per_sweep(warmed, pytester):
     result = run(pytester, "--effective-torch-plots=plots")
     result.assert_outcomes(passed=1)
     png = pytester.path / "plots" / "test_mine.py-test_sweep-cpu-float32.png"
-    result.stdout.fnmatch_lines([f"plots (1, each with its data as CSV beside it): {png}"])
+    result.stdout.fnmatch_lines(["plots (1, each with its data as CSV beside it): plots/test_mine.py-test_sweep-cpu-float32.png"])
     # time, speedup and bandwidth panels: two per row, 450 x 324 pixels each
     assert png_size(png) == (900, 648)
     table = png.with_suffix(".csv").read_text().splitlines()

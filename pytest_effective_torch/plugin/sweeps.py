@@ -9,6 +9,8 @@ written to DIR, named after the test, whatever the verdict.
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -80,7 +82,8 @@ class SweepRun:
     def write_plot(self, sweep: SpeedSweepResult) -> str:
         base = self.request.node.nodeid + (f"::{self.name}" if self.name else "")
         png, _ = sweep.save_plot(plot_path(self.settings, self.request.config, base))
-        return str(png)
+        relative = os.path.relpath(png, self.request.config.invocation_params.dir)
+        return png.as_posix() if relative.startswith("..") else Path(relative).as_posix()
 
     def rows(self, options: SpeedOptions, policy: str, plot: str | None) -> None:
         """One summary row per point measured, with its own verdict."""
