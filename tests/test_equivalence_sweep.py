@@ -230,3 +230,13 @@ def test_a_swept_size_draws_the_same_inputs_every_run():
     for run in (0, 1):
         assert_same_as_reference(recording(run), row_sum, rows, sizes={"n": [3, 7]}, seed=5)
     assert all(torch.equal(a, b) for a, b in zip(*seen, strict=True))
+
+
+def test_the_rerun_line_reproduces_the_same_failure():
+    message = failure(drops_last_partial_tile, rows, {"n": [1, 16, 64, 100]}, seed=7)
+    assert message.splitlines()[-1] == (
+        "rerun: assert_same_as_reference(candidate, reference, inputs, device='cpu', "
+        "dtype=torch.float32, seed=7, sizes={'n': [1, 16, 64, 100]})"
+    )
+    again = failure(drops_last_partial_tile, rows, {"n": [1, 16, 64, 100]}, device="cpu", dtype=torch.float32, seed=7)
+    assert again == message

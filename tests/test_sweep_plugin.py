@@ -249,6 +249,26 @@ def sized(make, *, n):
     assert "[n=1]: speedup" not in result.stdout.str()
 
 
+def test_under_xdist_every_point_still_gets_a_verdict_a_row_and_a_plot(warmed, pytester):
+    pytest.importorskip("xdist")
+    pytest.importorskip("matplotlib", reason="the plot extra (matplotlib) is not installed")
+    make_tests(
+        pytester,
+        SWEEP
+        + """
+def test_same(assert_same_as_reference):
+    assert_same_as_reference(tiled_sum, lambda x: x.sum(-1), rows, sizes={"n": [1, 16]})
+""",
+    )
+    result = run(pytester, "-n", "2", "--effective-torch-plots=plots", "--dtype=float32,float64")
+    result.assert_outcomes(passed=4)
+    for dtype in ("float32", "float64"):
+        for n in (1, 2, 3):
+            result.stdout.fnmatch_lines([f"test_mine.py::test_sweep[[]cpu-{dtype}[]][[]n={n}[]]*pass (min 2x)*"])
+        assert png_size(pytester.path / "plots" / f"test_mine.py-test_sweep-cpu-{dtype}.png") == (900, 648)
+    result.stdout.fnmatch_lines(["pytest-benchmark storage off: pytest-benchmark is disabled under pytest-xdist"])
+
+
 # --- plots ---------------------------------------------------------------------------
 
 

@@ -80,6 +80,7 @@ def assert_same_as_reference(
     __tracebackhide__ = True
     try:
         grid = check_sizes(sizes) if sizes is not None else None
+        trials_given = trials is not None
         if grid is not None:
             check_sweep_inputs(inputs, grid)
             if trials is None:
@@ -112,6 +113,8 @@ def assert_same_as_reference(
     if grid is not None:
         if _rerun is None:
             rerun = options.rerun.removesuffix(")") + f", sizes={grid.as_dict()!r})"
+            if not trials_given:  # the sweep's own default, not worth repeating
+                rerun = rerun.replace(f", trials={POINT_TRIALS},", ",")
             options = dataclasses.replace(options, rerun=rerun)
         return Sweep(candidate, reference, options, grid, options.trials).run()
     return Check(options, sides).run()

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import CheckFailed, with_context
+from ..errors import CheckFailed, UserCodeError, with_context
 from ..sizes import Grid, Point, bind, point_seed
 from . import plan as plans
 from .check import Check
@@ -146,11 +146,16 @@ def _without_rerun(message: str, rerun: str) -> str:
 
 def _crash_text(exc: BaseException) -> str:
     """``IndexError: ... (while running the candidate)``: one line for a crash in a bisection step."""
-    first = str(exc).splitlines()[0] if str(exc) else ""
-    text = f"{type(exc).__name__}: {first}" if first else type(exc).__name__
-    notes = [n for n in getattr(exc, "__notes__", ()) if n.startswith("effective-torch: while ")]
-    if notes:
-        doing = notes[0].splitlines()[0].removeprefix("effective-torch: ").split(" in trial ")[0]
+    lines = str(exc).splitlines()
+    first = lines[0] if lines else ""
+    if isinstance(exc, UserCodeError):  # Python 3.10: "IndexError: ..." with the context below it
+        text = first
+    else:
+        text = f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+    context = [*getattr(exc, "__notes__", ()), *lines[1:]]
+    whiles = [n for n in context if n.startswith("effective-torch: while ")]
+    if whiles:
+        doing = whiles[0].splitlines()[0].removeprefix("effective-torch: ").split(" in trial ")[0]
         text += f" ({doing})"
     return text
 
