@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import struct
+import subprocess
 import sys
 
 import _speed_sources
@@ -77,8 +78,12 @@ def test_each_point_is_one_benchmark_entry_named_after_it(pytester):
         pytester,
         SWEEP
         + """
+def grid(make, *, m, n):
+    return (make(48, 48),)
+
+
 def test_named(assert_faster_than_reference):
-    assert_faster_than_reference(busy(1), busy(20), square, sizes={"n": [5, 6]}, min_speedup=2, name="big")
+    assert_faster_than_reference(busy(1), busy(20), grid, sizes={"m": [1], "n": [5, 6]}, min_speedup=2, name="big")
 """,
     )
     run(pytester, "--benchmark-json=out.json").assert_outcomes(passed=2)
@@ -87,9 +92,10 @@ def test_named(assert_faster_than_reference):
         "test_mine.py::test_sweep[cpu-float32][n=1]",
         "test_mine.py::test_sweep[cpu-float32][n=2]",
         "test_mine.py::test_sweep[cpu-float32][n=3]",
-        "test_mine.py::test_named[cpu-float32]::big[n=5]",
-        "test_mine.py::test_named[cpu-float32]::big[n=6]",
+        "test_mine.py::test_named[cpu-float32]::big[m=1,n=5]",
+        "test_mine.py::test_named[cpu-float32]::big[m=1,n=6]",
     ]
+    assert saved[4]["params"] == {"device": "cpu", "dtype": "float32", "m": 1, "n": 6}
     first = saved[0]
     assert first["params"] == {"device": "cpu", "dtype": "float32", "n": 1}
     assert first["param"] == "cpu-float32-n=1"
@@ -97,6 +103,15 @@ def test_named(assert_faster_than_reference):
     assert info["sweep_point"] == "n=1" and info["verdict"] == "pass"
     assert info["confidence"] == pytest.approx(1 - 0.001 / 3)
     assert info["nbytes"] == 1000 and info["nbytes_per_second"]["candidate"] > info["nbytes_per_second"]["reference"]
+
+    # pytest-benchmark's own tool reads every point back
+    compare = subprocess.run(
+        [sys.executable, "-m", "pytest_benchmark", "compare", "out.json", "--columns=min,median,rounds"],
+        cwd=pytester.path, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert compare.returncode == 0, compare.stderr
+    for name in ("test_sweep[cpu-float32][n=3]", "test_named[cpu-float32]::big[m=1,n=6]"):
+        assert name in compare.stdout
 
 
 def test_the_summary_has_one_row_per_point_with_the_achieved_rate(pytester):
@@ -313,3 +328,14 @@ def test_without_matplotlib_the_plots_option_stops_the_run_naming_the_extra(pyte
         ]
     )
     assert not (pytester.path / "plots").exists()
+
+
+def test_a_plots_path_that_is_a_file_stops_the_run(pytester):
+    pytest.importorskip("matplotlib", reason="the plot extra (matplotlib) is not installed")
+    (pytester.path / "taken").write_text("not a directory")
+    make_tests(pytester, SWEEP)
+    result = run(pytester, "--effective-torch-plots=taken")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        ["ERROR: --effective-torch-plots=taken (from command line) names a file; expected a directory*"]
+    )

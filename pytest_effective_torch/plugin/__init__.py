@@ -58,7 +58,7 @@ def pytest_configure(config: pytest.Config) -> None:
     worker_seed = workerinput.get("effective_torch_seed") if workerinput else None
     settings = config.stash[SETTINGS_KEY] = resolve_settings(config, worker_seed=worker_seed)
     summary.check_usage(config, settings)
-    plots.check_usage(settings)
+    plots.check_usage(config, settings)
     config.pluginmanager.register(summary.SpeedRecorder(config), "effective-torch-speed")
 
 

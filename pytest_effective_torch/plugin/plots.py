@@ -14,18 +14,24 @@ import pytest
 from ..config.settings import Settings
 
 
-def check_usage(settings: Settings) -> None:
-    """At start: plots need matplotlib; say which extra brings it (a usage error, exit code 4)."""
+def check_usage(config: pytest.Config, settings: Settings) -> None:
+    """At start: plots need matplotlib, and a directory; a usage error (exit code 4) says what is wrong."""
     if settings.plots is None:
         return
+    source = settings.sources.get("plots", "command line")
     try:
         import matplotlib  # noqa: F401
     except ImportError:
-        source = settings.sources.get("plots", "command line")
         raise pytest.UsageError(
             f"--effective-torch-plots={settings.plots} (from {source}) needs matplotlib, which is not "
             "installed: pip install 'pytest-effective-torch[plot]' (the plot extra)"
         ) from None
+    folder = Path(config.invocation_params.dir, settings.plots)
+    if folder.exists() and not folder.is_dir():
+        raise pytest.UsageError(
+            f"--effective-torch-plots={settings.plots} (from {source}) names a file; expected a "
+            "directory (it is created if missing)"
+        )
 
 
 def plot_path(settings: Settings, config: pytest.Config, entry: str) -> Path:
