@@ -18,6 +18,9 @@ import pytest
         "pytest_effective_torch.equivalence.plan",
         "pytest_effective_torch.plugin.parametrize",
         "pytest_effective_torch.speed.stats",
+        "pytest_effective_torch.sizes",
+        "pytest_effective_torch.speed.sweep",
+        "pytest_effective_torch.speed.throughput",
     ],
 )
 def test_docstring_examples_run(module):

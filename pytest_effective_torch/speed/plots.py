@@ -20,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..formatting import fmt_time
 from .calls import MODES
 
 if TYPE_CHECKING:
@@ -144,10 +145,12 @@ def write_png(sweep: SpeedSweepResult, path: Path) -> None:
         "time": _time_panel, "speedup": _speedup_panel, "bandwidth": _bandwidth_panel,
         "flops": _flops_panel, "memory": _memory_panel,
     }  # fmt: skip
+    sizes = sorted({p.point[x_key] for p in sweep.points})
     for index, name in enumerate(names):
         ax = fig.add_subplot(rows, columns, index + 1)
         draw[name](ax, curves, x_key)
         ax.set_xscale("log")
+        _size_ticks(ax.xaxis, sizes)
         ax.set_xlabel(x_key)
         ax.grid(True, which="major", alpha=0.3)
         ax.legend(fontsize=7, loc="best")
@@ -159,6 +162,27 @@ def write_png(sweep: SpeedSweepResult, path: Path) -> None:
     )
     fig.tight_layout()
     fig.savefig(path, dpi=DPI, format="png")
+
+
+def _log_ticks(axis: Any, text: Callable[[float], str]) -> None:
+    """Ticks at 1, 2, 5 times powers of ten, labelled by ``text``: readable over narrow and wide ranges."""
+    from matplotlib import ticker
+
+    axis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+    axis.set_major_formatter(ticker.FuncFormatter(lambda value, _: text(value)))
+    axis.set_minor_formatter(ticker.NullFormatter())
+
+
+def _size_ticks(axis: Any, sizes: list[int]) -> None:
+    """The swept sizes themselves as ticks, when there are few enough to read."""
+    from matplotlib import ticker
+
+    if len(sizes) > 8:
+        _log_ticks(axis, lambda value: f"{value:g}")
+        return
+    axis.set_major_locator(ticker.FixedLocator(sizes))
+    axis.set_major_formatter(ticker.FuncFormatter(lambda value, _: f"{value:g}"))
+    axis.set_minor_locator(ticker.NullLocator())
 
 
 def _style(index: int) -> str:
@@ -181,8 +205,9 @@ def _time_panel(ax: Any, curves: list[tuple[str, list[SweepPoint]]], x_key: str)
             high = _positive([b[1] if b else None for b in bands])
             ax.fill_between(xs, low, high, color=COLORS[role], alpha=0.2, linewidth=0)
     ax.set_yscale("log")
-    ax.set_ylabel("seconds per call")
-    ax.set_title("time per call (band: interval)", fontsize=9)
+    _log_ticks(ax.yaxis, fmt_time)
+    ax.set_ylabel("time per call")
+    ax.set_title("median time per call (band: its interval)", fontsize=9)
 
 
 def _speedup_panel(ax: Any, curves: list[tuple[str, list[SweepPoint]]], x_key: str) -> None:
@@ -205,6 +230,7 @@ def _speedup_panel(ax: Any, curves: list[tuple[str, list[SweepPoint]]], x_key: s
                     label="min_speedup" if index == 0 else None)  # fmt: skip
     ax.axhline(1.0, color="gray", linewidth=0.8)
     ax.set_yscale("log")
+    _log_ticks(ax.yaxis, lambda value: f"{value:g}x")
     ax.set_ylabel("reference time / candidate time")
     ax.set_title("speedup (band: interval)", fontsize=9)
 
@@ -224,6 +250,7 @@ def _rate_panel(
     for value in sorted(ceilings):
         ax.axhline(value / unit, color="black", linestyle="--", linewidth=1, label=f"{label} {value / unit:.3g}")
     ax.set_yscale("log")
+    _log_ticks(ax.yaxis, lambda value: f"{value:g}")
 
 
 def _bandwidth_panel(ax: Any, curves: list[tuple[str, list[SweepPoint]]], x_key: str) -> None:
@@ -247,5 +274,6 @@ def _memory_panel(ax: Any, curves: list[tuple[str, list[SweepPoint]]], x_key: st
             ax.plot(xs, _positive([v / 2**20 if v else None for v in peaks]), _style(index), marker=".",
                     color=COLORS[role], label=_label(role, name, curve))  # fmt: skip
     ax.set_yscale("log")
+    _log_ticks(ax.yaxis, lambda value: f"{value:g}")
     ax.set_ylabel("MiB")
     ax.set_title("peak memory per call", fontsize=9)

@@ -141,7 +141,7 @@ class SweepPoint:
     mode: str
     label: str
     result: SpeedResult
-    #: time per call (seconds) of each side: (low, high) of the trimmed geometric mean of the rounds
+    #: each side's median time per call (seconds): (low, high) of its interval, see :func:`time_interval`
     reference_interval: tuple[float, float] | None = None
     candidate_interval: tuple[float, float] | None = None
 
@@ -151,12 +151,37 @@ class SweepPoint:
 
 
 def time_interval(times: Sequence[float], confidence: float) -> tuple[float, float] | None:
-    """A ``confidence`` interval for one side's time per call, from its rounds (None below 2)."""
-    logs = [math.log(t) for t in times if t > 0]
-    if len(logs) < 2:
+    """A ``confidence`` interval for the median time per call of one side, from its rounds.
+
+    Distribution-free (order statistics: the median lies between the
+    ``k``-th smallest and ``k``-th largest round with a binomial
+    probability), so it stays inside the rounds measured: with too few
+    rounds for ``confidence`` it is the fastest to the slowest round. None
+    below 2 rounds. Neighbouring rounds are not independent, so read it as
+    the spread that goes with the median, not as a verdict (the speedup's
+    interval is the one that decides).
+
+    >>> time_interval([3.0, 1.0, 2.0, 5.0, 4.0], 0.999)
+    (1.0, 5.0)
+    """
+    ordered = sorted(t for t in times if t > 0)
+    n = len(ordered)
+    if n < 2:
         return None
-    iv = stats.trimmed_interval(logs, confidence)
-    return math.exp(iv.low), math.exp(iv.high)
+    alpha = 1.0 - confidence
+    k = 0  # the largest k (1-based) whose interval still covers the median with `confidence`
+    if n <= 1000:
+        tail = 0.0
+        for j in range(n // 2):  # P(Binomial(n, 1/2) <= j), growing with j
+            tail += math.comb(n, j) / 2.0**n
+            if 2 * tail > alpha:
+                break
+            k = j + 1
+    else:  # normal approximation to the binomial
+        z = stats.t_quantile(1.0 - alpha / 2, 1e9)
+        k = max(0, math.floor(n / 2 - z * math.sqrt(n) / 2))
+    k = max(1, k)
+    return ordered[k - 1], ordered[n - k]
 
 
 @dataclass
