@@ -126,6 +126,19 @@ def test_a_corrected_sweep_keeps_the_single_verdicts_bound_on_passing_a_not_fast
     assert corrected < uncorrected / 2
 
 
+def test_each_sides_band_is_the_medians_interval_and_never_leaves_the_rounds():
+    from pytest_effective_torch.speed.sweep import time_interval
+
+    rounds = [float(v) for v in range(1, 101)]
+    random.Random(0).shuffle(rounds)
+    # 95%: the 40th and 61st of 100 sorted rounds (the binomial's 2.5% tails)
+    assert time_interval(rounds, 0.95) == (40.0, 61.0)
+    assert time_interval(rounds[:4], 0.999) == (min(rounds[:4]), max(rounds[:4]))
+    low, high = time_interval(list(range(1, 5001)), 0.999)
+    assert low < 2500.5 < high and high - low < 250  # the normal approximation for many rounds
+    assert time_interval([1.0], 0.9) is None
+
+
 # --- the engine ---------------------------------------------------------------------
 
 
