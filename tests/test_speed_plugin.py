@@ -152,7 +152,8 @@ def test_the_threads_option_is_applied_and_reported(pytester):
         """
 def test_fast(assert_faster_than_reference):
     before = torch.get_num_threads()
-    result = assert_faster_than_reference(busy(1), busy(20), inputs, min_speedup=2)
+    # measured, not asserted: a verdict on 2 threads of 2 shared cores is the machine's, not the option's
+    result = assert_faster_than_reference(busy(1), busy(20), inputs, min_speedup=None, time_budget=0.2)
     assert result.threads == 2
     assert torch.get_num_threads() == before
 """,
