@@ -23,6 +23,8 @@ LAYERS = [
     ("plugin",),
     ("config",),
     ("equivalence", "speed"),
+    # torch.compile as a variant: the wrapper both engines put around the candidate.
+    ("compiling",),
     # Size sweeps: the grid and the builders bound to its points, shared by both engines.
     ("sizes",),
     ("inputs",),

@@ -6,7 +6,7 @@ The public function; the steps of one check are in :mod:`.check`.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..inputs import Inputs
@@ -39,6 +39,9 @@ def assert_same_as_reference(
     param_map: ParamMap | None = None,
     trials: int | None = None,
     sizes: Sizes | None = None,
+    opcheck: bool | None = None,
+    variant: str = "eager",
+    compile_options: Mapping[str, Any] | None = None,
     _rerun: str | None = None,
 ) -> EquivalenceReport | EquivalenceSweepReport:
     """Check that ``candidate`` computes the same function as ``reference``.
@@ -65,6 +68,14 @@ def assert_same_as_reference(
     magnitude trials in turn; a failure names every failing size and the
     pass-to-fail boundary below each (``n=64 passes, n=65 fails``), found
     by bisection. Returns an :class:`EquivalenceSweepReport` then.
+
+    A candidate that is a ``torch.library`` custom op is also checked with
+    ``torch.library.opcheck`` on the first trials' inputs (``opcheck=False``
+    turns that off); each failed opcheck test is a problem in the message.
+    ``variant="compile"`` checks ``torch.compile(candidate)`` instead
+    (``compile_options`` holds torch.compile's ``mode``, ``dynamic`` (default
+    False), ``fullgraph``, ``backend``, ``options``); the reference stays
+    eager, and the report notes the compile time.
 
     >>> import torch
     >>> from pytest_effective_torch import assert_same_as_reference
@@ -101,6 +112,9 @@ def assert_same_as_reference(
             param_map=param_map,
             trials=trials,
             rerun=_rerun,
+            opcheck=opcheck,
+            variant=variant,
+            compile_options=compile_options,
         )
     except (TypeError, ValueError) as exc:
         # A bad argument: the caller's line, not the validators' frames.

@@ -25,6 +25,7 @@ from .copies import clone_layout, is_float, to_truth_dtype
 from .gradients import Gradients
 from .judge import Judge
 from .mutation import Snapshot, mutation_problems, snapshot
+from .opcheck import OPCHECK_TRIALS
 from .options import CheckOptions
 from .plan import Trial
 from .report import EquivalenceReport, Problem, failure_message
@@ -101,7 +102,21 @@ class Check:
                 i += 1
         if self.truth.degraded_note:
             self.report.add_note(self.truth.degraded_note)
+        self.note_compiled()
         return self.report
+
+    def note_compiled(self) -> None:
+        compiled = self.sides.compiled
+        if compiled is not None:
+            self.report.add_note(compiled.note())
+
+    def opcheck(self, pristine: Args) -> list[Problem]:
+        """torch.library.opcheck's failures on this trial's inputs (custom ops, first trials only)."""
+        from .opcheck import opcheck_problems
+
+        compiled = self.sides.compiled
+        op = compiled.original if compiled is not None else self.sides.candidate.fn
+        return opcheck_problems(op, pristine, self.options.check_grad)
 
     def shrink_if_large(self, trials: list[Trial], args: Args) -> list[Trial]:
         """Large inputs get one random trial (known once the first inputs exist)."""
@@ -135,6 +150,31 @@ class Check:
         # The reference writes into declared-mutated arguments of ``pristine``;
         # the extra no_grad run needs the values from before that.
         before_calls = map_args(pristine, clone_layout) if first and options.mutates else pristine
+
+        checked_ops = self.opcheck(pristine) if options.opcheck and passed_before < OPCHECK_TRIALS else []
+        try:
+            problems = self.judged_calls(trial, total, pristine, passed_before, before_calls)
+        except CheckFailed:
+            raise
+        except Exception as exc:
+            if not checked_ops:
+                raise
+            # A registration opcheck rejects (no autograd formula, say) often
+            # crashes the calls too; opcheck's account of it is the useful one.
+            text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            problems = [Problem("the check's own calls", [f"crashed: {type(exc).__name__}: {text}"])]
+        problems += checked_ops
+        if problems:
+            self.note_compiled()
+            notes = list(self.report.notes)
+            if self.truth.degraded_note and self.truth.degraded_note not in notes:
+                notes.append(self.truth.degraded_note)
+            self.fail(trial, total, passed_before, problems, pristine, notes)
+
+    def judged_calls(self, trial: Trial, total: int, pristine: Args, passed_before: int, before_calls: Args) -> list[Problem]:
+        """Call every side, judge outputs and gradients, and run the no_grad check: the problems found."""
+        __tracebackhide__ = True
+        options = self.options
         calls = self.call_sides(trial, total, pristine, passed_before)
         leaves, structure = self.pair_outputs(calls)
         problems = calls.problems + structure
@@ -148,13 +188,9 @@ class Check:
             )
         # After the backward passes: module buffers saved for backward must
         # not be touched before them.
-        if first and not structure:
+        if passed_before == 0 and not structure:
             self.no_grad_run(trial, total, before_calls, calls.rng_seed, calls.ref_out, truth_index, problems)
-        if problems:
-            notes = list(self.report.notes)
-            if self.truth.degraded_note and self.truth.degraded_note not in notes:
-                notes.append(self.truth.degraded_note)
-            self.fail(trial, total, passed_before, problems, pristine, notes)
+        return problems
 
     def call_sides(self, trial: Trial, total: int, pristine: Args, passed_before: int) -> Calls:
         """Each side on its own copies of the inputs, under the same RNG seed."""

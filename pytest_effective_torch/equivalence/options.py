@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ..compiling import CompileSettings, check_compile_options, check_variant
 from ..dtypes import to_torch_dtype
 from ..inputs import Args, Inputs, as_args, input_tensors, is_builder, map_args
 from .tolerance import Tolerance
@@ -42,6 +43,10 @@ class CheckOptions:
     builder: Callable[..., Any] | None
     #: fixed inputs, copied to the device and dtype (None with a builder)
     given: Args | None
+    #: run torch.library.opcheck on the first trials' inputs (custom-op candidates)
+    opcheck: bool = False
+    #: how the candidate is compiled (variant ``compile``); None: eager
+    compiling: CompileSettings | None = None
 
     @property
     def truth_device(self) -> torch.device:
@@ -163,6 +168,9 @@ def check_options(
     param_map: Any,
     trials: Any,
     rerun: str | None,
+    opcheck: Any = None,
+    variant: Any = "eager",
+    compile_options: Any = None,
 ) -> CheckOptions:
     """Validate every argument; fixed inputs are copied to the device and dtype."""
     import torch
@@ -176,6 +184,13 @@ def check_options(
         raise TypeError(f"check_grad must be True or False, got {check_grad!r}")
     trials = check_trials(trials)
     seed = check_seed(seed)
+    from .opcheck import check_opcheck
+
+    run_opcheck = check_opcheck(opcheck, candidate)
+    variant = check_variant(variant)
+    compiling = check_compile_options(compile_options) if variant == "compile" else None
+    if compile_options is not None and compiling is None:
+        raise ValueError("compile_options apply to variant='compile' only; the variant is 'eager'")
 
     given = None
     if not is_builder(inputs):
@@ -202,6 +217,7 @@ def check_options(
         "rerun: assert_same_as_reference(candidate, reference, inputs, "
         f"device={str(device)!r}, dtype={dtype}, seed={seed}"
         + (f", trials={trials}" if trials != DEFAULT_TRIALS else "")
+        + (", variant='compile'" if compiling is not None else "")
         + ")"
     )
     return CheckOptions(
@@ -216,4 +232,6 @@ def check_options(
         rerun=rerun,
         builder=inputs if is_builder(inputs) else None,  # type: ignore[arg-type]
         given=given,
+        opcheck=run_opcheck,
+        compiling=compiling,
     )

@@ -70,11 +70,27 @@ class Sides:
     def build(cls, candidate: Any, reference: Any, options: CheckOptions) -> Sides:
         import torch
 
-        return cls(
+        sides = cls(
             prepare(candidate, "candidate", options.device, options.dtype),
             prepare(reference, "reference", options.device, options.dtype),
             prepare(reference, "truth", options.truth_device, torch.float64) if options.separate_truth else None,
         )
+        if options.compiling is not None:
+            # Variant compile: only the candidate is compiled (its module copy,
+            # when it is one); the reference and the truth stay eager.
+            from ..compiling import compile_candidate
+
+            side = sides.candidate
+            side.fn = compile_candidate(side.fn, options.compiling, options.device)
+        return sides
+
+    @property
+    def compiled(self) -> Any:
+        """The candidate's :class:`~pytest_effective_torch.compiling.Compiled` wrapper, or None (eager)."""
+        from ..compiling import Compiled
+
+        fn = self.candidate.fn
+        return fn if isinstance(fn, Compiled) else None
 
     def check_param_map(self, param_map: Any) -> None:
         """A dict ``param_map`` must name parameters that exist (known before anything runs)."""

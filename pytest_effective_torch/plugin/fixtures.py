@@ -96,7 +96,7 @@ class BoundGradcheck:
 #: Arguments a fixture call may override on top of the session's settings.
 _OVERRIDABLE = (
     "device", "dtype", "seed", "time_budget", "threads", "timer", "flush_l2",
-    "inconclusive", "confidence", "measure_memory",
+    "inconclusive", "confidence", "measure_memory", "variant", "compile_options",
 )  # fmt: skip
 
 

@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..inputs import Inputs
@@ -45,6 +45,8 @@ def assert_faster_than_reference(
     inconclusive: str = "fail",
     confidence: float = DEFAULT_CONFIDENCE,
     measure_memory: bool | None = None,
+    variant: str = "eager",
+    compile_options: Mapping[str, Any] | None = None,
 ) -> SpeedResult | SpeedSweepResult:
     """Assert that ``candidate`` is at least ``min_speedup`` times faster than ``reference``.
 
@@ -91,6 +93,12 @@ def assert_faster_than_reference(
     size keywords (``min_speedup`` returning None: measured there, not
     asserted). Returns a :class:`SpeedSweepResult`; a failure names the sizes
     that fell short.
+
+    ``variant="compile"`` times ``torch.compile(candidate)`` against the
+    eager reference (``compile_options``: torch.compile's ``mode``,
+    ``dynamic`` (default False), ``fullgraph``, ``backend``, ``options``).
+    The first call, which compiles, is kept out of the rounds and the time
+    budget; its seconds are ``result.compile_seconds``.
     """
     __tracebackhide__ = True
     try:
@@ -114,6 +122,8 @@ def assert_faster_than_reference(
         flush_l2=flush_l2,
         inconclusive=inconclusive,
         confidence=confidence,
+        variant=variant,
+        compile_options=compile_options,
     )
     untimed = untimed_reason()
     if spec is not None:

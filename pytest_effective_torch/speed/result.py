@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..compiling import CompileSettings, check_compile_options, check_variant
 from ..formatting import fmt_time
 from . import stats
 from .calls import MODES
@@ -73,6 +74,12 @@ class SpeedResult:
     #: the GPU's measured copy bandwidth (bytes/s) and datasheet peak FLOP/s, where known
     copy_bandwidth: float | None = None
     peak_flops: float | None = None
+    #: ``eager``, or ``compile``: the candidate timed is torch.compile(candidate)
+    variant: str = "eager"
+    #: variant compile: seconds of the candidate's first call (compiling), kept out of the rounds
+    compile_seconds: float | None = None
+    #: variant compile: ``torch.compile(mode='default', dynamic=False)``
+    compile_description: str | None = None
 
     @property
     def passed(self) -> bool:
@@ -101,12 +108,19 @@ class SpeedResult:
             return "measured, not asserted"
         return f"needs > {self.min_speedup:g}x"
 
+    def compile_text(self) -> str:
+        """``compile: 11.2 s (first call, torch.compile(mode='default', dynamic=False))``, or empty (eager)."""
+        if self.compile_seconds is None:
+            return ""
+        return f"compile: {self.compile_seconds:.1f} s (first call, not timed; {self.compile_description})"
+
     def __str__(self) -> str:
-        return (
+        text = (
             f"{self.candidate_name} vs {self.reference_name}: {self.verdict}, speedup "
             f"{self.speedup_text()} ({self.required_text()}), "
             f"{fmt_time(self.candidate_time)} vs {fmt_time(self.reference_time)} per call"
         )
+        return text + (f"; {self.compile_text()}" if self.compile_seconds is not None else "")
 
 
 def _rate(amount: float | None, seconds: float | None) -> float | None:
@@ -138,6 +152,9 @@ class SpeedOptions:
     #: per call, for achieved rates; callables of the size keywords are resolved per point first
     nbytes: float | None = None
     flops: float | None = None
+    #: ``eager`` or ``compile`` (the candidate under torch.compile), and torch.compile's arguments
+    variant: str = "eager"
+    compile_options: Any = field(default=None, hash=False)
 
     def __post_init__(self) -> None:
         def positive(name: str, value: Any, *, allow_none: bool = False, none: str = "") -> None:
@@ -181,11 +198,23 @@ class SpeedOptions:
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
         if self.mode is not None and self.mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+        object.__setattr__(self, "variant", check_variant(self.variant))
+        if self.compile_options is not None and self.variant != "compile":
+            raise ValueError("compile_options apply to variant='compile' only; the variant is 'eager'")
+        if self.variant == "compile":
+            check_compile_options(self.compile_options)
         if self.backward and self.mode not in (None, "full"):
             raise ValueError(
                 f"backward=True times forward plus backward (mode='full'); it cannot be combined "
                 f"with mode={self.mode!r}: give one of them"
             )
+
+    @property
+    def compiling(self) -> CompileSettings | None:
+        """How the candidate is compiled; None for the eager variant."""
+        if self.variant != "compile":
+            return None
+        return check_compile_options(self.compile_options)
 
     @property
     def timed(self) -> str:
