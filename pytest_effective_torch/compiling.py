@@ -14,8 +14,10 @@ and a speed verdict never counts it.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import time
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -105,8 +107,21 @@ def check_compile_options(compile_options: Any) -> CompileSettings:
     return CompileSettings(mode, dynamic, fullgraph, backend, options)
 
 
+@contextlib.contextmanager
+def _quiet() -> Any:
+    """torch.compile's own imports warn that TorchScript is deprecated: torch talking to itself."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", r"`torch\.jit\.\w+` is deprecated", DeprecationWarning)
+        yield
+
+
 @functools.cache
 def _unavailable(device_type: str, backend: str) -> str | None:
+    with _quiet():
+        return _probe(device_type, backend)
+
+
+def _probe(device_type: str, backend: str) -> str | None:
     import torch
 
     if not hasattr(torch, "compile"):
@@ -188,7 +203,8 @@ class Compiled:
                 return fn(*args, **kwargs)
 
             target = call
-        self.fn = torch.compile(target, **settings.kwargs())
+        with _quiet():
+            self.fn = torch.compile(target, **settings.kwargs())
         self.__name__ = self.__qualname__ = f"torch.compile({callable_name(fn)})"
         self.seconds = 0.0
         self.graphs = 0
@@ -199,7 +215,8 @@ class Compiled:
         if signature in self._seen:
             return self.fn(*args, **kwargs)
         start = time.perf_counter()
-        out = self.fn(*args, **kwargs)
+        with _quiet():
+            out = self.fn(*args, **kwargs)
         self.seconds += time.perf_counter() - start
         self.graphs += 1
         self._seen.add(signature)

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from ..compiling import DEFAULT_VARIANT, check_variant
 from ..dtypes import canonical_dtype_name
 from .devices import (
     Inventory,
@@ -124,6 +125,21 @@ def _parse_dtypes(text: str) -> tuple[str, ...]:
     return tuple(out)
 
 
+def _parse_variants(text: str) -> tuple[str, ...]:
+    names = [part for part in text.replace(" ", ",").split(",") if part.strip()]
+    if not names:
+        raise ValueError("expected at least one variant")
+    out: list[str] = []
+    for name in names:
+        try:
+            canonical = check_variant(name)
+        except ValueError:
+            raise ValueError("expected eager and/or compile, e.g. eager,compile") from None
+        if canonical not in out:
+            out.append(canonical)
+    return tuple(out)
+
+
 @dataclass(frozen=True)
 class OptionSpec:
     """One setting: its flag, ini key, environment variable, default and parser."""
@@ -171,6 +187,17 @@ OPTIONS: tuple[OptionSpec, ...] = (
         env="EFFECTIVE_TORCH_DTYPES",
         multiple=True,
         cli_name="dtype",
+    ),
+    OptionSpec(
+        "variants",
+        _parse_variants,
+        DEFAULT_VARIANT,
+        "Variants to run the engine fixtures' tests in: eager (the candidate as "
+        "written) and compile (torch.compile(candidate), the reference eager); "
+        "repeat the flag or give a comma list. Eager test ids stay as they are, "
+        "others add a suffix ([cpu-float32-compile]). Default: eager.",
+        env="EFFECTIVE_TORCH_VARIANTS",
+        multiple=True,
     ),
     OptionSpec(
         "seed",
@@ -258,6 +285,7 @@ class Settings:
 
     devices: tuple[str, ...] = ("cpu",)
     dtypes: tuple[str, ...] = ("float32",)
+    variants: tuple[str, ...] = (DEFAULT_VARIANT,)
     seed: int = DEFAULT_SEED
     seed_random: bool = False
     trials: int = 3
@@ -276,6 +304,11 @@ class Settings:
     def dtypes_explicit(self) -> bool:
         """True when the dtypes were chosen (CLI, env, ini): a dtypes marker then intersects."""
         return self.sources.get("dtypes", "default") != "default"
+
+    @property
+    def variants_explicit(self) -> bool:
+        """True when the variants were chosen (CLI, env, ini): a variants marker then intersects."""
+        return self.sources.get("variants", "default") != "default"
 
 
 def add_options(parser: pytest.Parser) -> None:
@@ -403,6 +436,7 @@ def resolve_settings(config: pytest.Config, worker_seed: int | None = None) -> S
     return Settings(
         devices=devices,
         dtypes=values["dtypes"],
+        variants=values["variants"],
         seed=seed,
         seed_random=seed_random,
         trials=values["trials"],

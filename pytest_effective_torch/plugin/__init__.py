@@ -126,6 +126,13 @@ def dtype(request: pytest.FixtureRequest) -> torch.dtype:
 
 
 @pytest.fixture
+def variant(request: pytest.FixtureRequest) -> str:
+    """``eager`` or ``compile``: how the engine fixtures run this test's candidate;
+    parametrized over ``--effective-torch-variants`` (default: eager only)."""
+    return parametrize.variant_from_request(request)
+
+
+@pytest.fixture
 def seed(request: pytest.FixtureRequest) -> int:
     """This test's seed (from the session seed and the node id); seeds torch."""
     return parametrize.seed_test(request.node.nodeid, get_settings(request.config))
@@ -141,15 +148,15 @@ def make_tensor(device: torch.device, dtype: torch.dtype, seed: int) -> Maker:
 
 @pytest.fixture
 def assert_same_as_reference(
-    request: pytest.FixtureRequest, device: torch.device, dtype: torch.dtype, seed: int
+    request: pytest.FixtureRequest, device: torch.device, dtype: torch.dtype, seed: int, variant: str
 ) -> BoundAssertSame:
     """``assert_same_as_reference(candidate, reference, inputs, **options)`` on this
-    test's device, dtype and seed, with ``@pytest.mark.tolerance`` applied."""
+    test's device, dtype, seed and variant, with the ``tolerance`` and ``opcheck`` markers applied."""
     from .fixtures import BoundAssertSame
 
     settings = get_settings(request.config)
     return BoundAssertSame(
-        request.node, device, dtype, seed, settings.trials, parametrize.rerun_hint(request.node, settings)
+        request.node, device, dtype, seed, settings.trials, parametrize.rerun_hint(request.node, settings), variant
     )
 
 
@@ -164,10 +171,10 @@ def gradcheck(request: pytest.FixtureRequest, device: torch.device, seed: int) -
 
 @pytest.fixture
 def assert_faster_than_reference(
-    request: pytest.FixtureRequest, benchmark: Any, device: torch.device, dtype: torch.dtype, seed: int
+    request: pytest.FixtureRequest, benchmark: Any, device: torch.device, dtype: torch.dtype, seed: int, variant: str
 ) -> SpeedFixture:
     """``assert_faster_than_reference(candidate, reference, inputs, *, min_speedup=1.0, ...)``
-    on this test's device, dtype and seed, stored through pytest-benchmark."""
+    on this test's device, dtype, seed and variant, stored through pytest-benchmark."""
     from .fixtures import SpeedFixture
 
-    return SpeedFixture(request, benchmark, device, dtype, seed, get_settings(request.config))
+    return SpeedFixture(request, benchmark, device, dtype, seed, get_settings(request.config), variant)

@@ -37,10 +37,15 @@ if TYPE_CHECKING:
 
 
 class BoundAssertSame:
-    """The ``assert_same_as_reference`` fixture, with ``@pytest.mark.tolerance`` applied."""
+    """The ``assert_same_as_reference`` fixture, with the ``tolerance`` and ``opcheck`` markers applied."""
 
-    def __init__(self, node: Any, device: torch.device, dtype: torch.dtype, seed: int, trials: int, rerun: str) -> None:
+    def __init__(
+        self, node: Any, device: torch.device, dtype: torch.dtype, seed: int, trials: int, rerun: str,
+        variant: str = "eager",
+    ) -> None:  # fmt: skip
         self._device = device
+        self._variant = variant
+        self._opcheck = markers.opcheck(node)  # validated at collection, as the tolerance marker
         self._dtype = dtype
         self._seed = seed
         self._trials = trials
@@ -58,6 +63,9 @@ class BoundAssertSame:
         kwargs.setdefault("device", self._device)
         kwargs.setdefault("dtype", self._dtype)
         kwargs.setdefault("seed", derive_seed(self._seed, "call", call))
+        kwargs.setdefault("variant", self._variant)
+        if self._opcheck is not None:
+            kwargs.setdefault("opcheck", self._opcheck)
         if kwargs.get("sizes") is None:
             # A sweep's points run their own short plan (equivalence/sweep.py);
             # --effective-torch-trials sizes single checks.
@@ -126,6 +134,7 @@ class SpeedFixture:
         dtype: torch.dtype,
         seed: int,
         settings: Settings,
+        variant: str = "eager",
     ) -> None:
         self._request = request
         self._benchmark = benchmark
@@ -139,6 +148,7 @@ class SpeedFixture:
             timer=settings.timer,
             flush_l2=settings.flush_l2,
             inconclusive=settings.inconclusive,
+            variant=variant,
         )
         self._names: list[str | None] = []
 

@@ -38,6 +38,12 @@ def header_lines(settings: Settings, owned_flags: frozenset[str]) -> list[str]:
         f"effective-torch: seed: --effective-torch-seed={settings.seed}"
         + (" (drawn at random)" if settings.seed_random else ""),
     ]
+    if settings.variants != ("eager",):
+        lines.append(
+            "effective-torch: variants: " + ", ".join(settings.variants)
+            + f" [{settings.sources.get('variants', 'default')}] (compile: torch.compile(candidate), "
+            "reference eager, compile time reported apart)"
+        )
     if settings.triton_interpret:
         lines.append(
             "effective-torch: Triton kernels run in Triton's interpreter (TRITON_INTERPRET=1, "

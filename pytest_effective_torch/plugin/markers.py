@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from ..compiling import check_variant
 from ..config.devices import check_device_words
 from ..dtypes import canonical_dtype_name
 
@@ -23,6 +24,10 @@ MARKERS = (
     "tolerance(atol=None, rtol=None): override the automatic tolerance of "
     "assert_same_as_reference in this test (same meaning as in "
     "torch.testing.assert_close, against the float64 truth); call arguments win.",
+    "variants(*names): the variants this test runs in (eager, compile); without "
+    "--effective-torch-variants these run, with it the intersection runs.",
+    "opcheck(enabled): opcheck(False) turns off torch.library.opcheck of custom-op "
+    "candidates in assert_same_as_reference for this test; call arguments win.",
     "effective_torch_invalid(message): set by pytest-effective-torch on a test whose "
     "marker it cannot use; the test errors with the message.",
 )
@@ -92,6 +97,30 @@ def dtypes(node: Any, where: str) -> list[str] | None:
         raise MarkerError(f"Invalid @pytest.mark.dtypes in {where}: {exc}") from None
 
 
+def variants(node: Any, where: str) -> list[str] | None:
+    """The variants a ``variants(...)`` marker names, validated; None without one."""
+    declared = _values(node, "variants", where)
+    if declared is None:
+        return None
+    try:
+        return list(dict.fromkeys(check_variant(v) for v in declared))
+    except ValueError as exc:
+        raise MarkerError(f"Invalid @pytest.mark.variants in {where}: {exc}") from None
+
+
+def opcheck(node: Any) -> bool | None:
+    """``@pytest.mark.opcheck(False)``'s value; None without the marker."""
+    mark = node.get_closest_marker("opcheck")
+    if mark is None:
+        return None
+    where = f"@pytest.mark.opcheck in {node.nodeid}"
+    value = mark.args[0] if len(mark.args) == 1 and not mark.kwargs else mark.kwargs.get("enabled", ...)
+    if len(mark.args) + len(mark.kwargs) != 1 or not isinstance(value, bool):
+        given = ", ".join([*map(repr, mark.args), *(f"{k}={v!r}" for k, v in mark.kwargs.items())])
+        raise MarkerError(f"Invalid {where}: takes one argument, True or False (opcheck(False) turns it off); got opcheck({given})")
+    return value
+
+
 def tolerance(node: Any) -> dict[str, float]:
     """atol/rtol from ``@pytest.mark.tolerance``; a bad marker is a MarkerError naming it."""
     mark = node.get_closest_marker("tolerance")
@@ -118,11 +147,12 @@ def tolerance(node: Any) -> dict[str, float]:
 
 
 def mark_invalid_items(items: list[pytest.Item]) -> None:
-    """At collection: items whose ``tolerance`` marker is unusable will error at setup."""
+    """At collection: items whose ``tolerance`` or ``opcheck`` marker is unusable will error at setup."""
     for item in items:
         if is_invalid(item):
             continue
         try:
             tolerance(item)
+            opcheck(item)
         except MarkerError as exc:
             item.add_marker(invalid(str(exc)))

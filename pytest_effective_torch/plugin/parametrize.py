@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from ..compiling import DEFAULT_VARIANT
 from ..config.devices import capability_skip_reason, device_for_worker, device_matches, worker_index
 from ..config.settings import Settings
 from ..dtypes import to_torch_dtype
@@ -25,6 +26,7 @@ PLUGIN_FIXTURES = (
     "dtype",
     "seed",
     "make_tensor",
+    "variant",
     "assert_same_as_reference",
     "gradcheck",
     "assert_faster_than_reference",
@@ -86,12 +88,55 @@ def _dtype_params(metafunc: pytest.Metafunc, settings: Settings) -> list[Any]:
     return [_skip_param(supported[0], reason)]
 
 
-def parametrize(metafunc: pytest.Metafunc, settings: Settings) -> None:
-    """Multiply the test over the selected devices and dtypes (those it uses), markers applied.
+def _variant_params(metafunc: pytest.Metafunc, settings: Settings) -> list[Any]:
+    supported = markers.variants(metafunc.definition, metafunc.definition.nodeid)
+    if supported is None:
+        return list(settings.variants)
+    if not settings.variants_explicit:
+        return supported
+    chosen = [v for v in settings.variants if v in supported]
+    if chosen:
+        return chosen
+    reason = (
+        f"runs in variants {', '.join(supported)}; selected: {', '.join(settings.variants)} "
+        f"(run with --effective-torch-variants={supported[0]})"
+    )
+    return [_skip_param(supported[0], reason)]
 
-    A bad ``devices``/``dtypes`` marker gives the test one placeholder
-    parameter that errors at setup with the marker's message.
+
+def _parts(value: Any) -> tuple[Any, list[Any], str]:
+    """(value, marks, id) of a plain value or a ``pytest.param``."""
+    if isinstance(value, str):
+        return value, [], value
+    return value.values[0], list(value.marks), value.id or str(value.values[0])
+
+
+def _with_variants(values: list[Any], variants: list[Any]) -> list[Any]:
+    """Each (device or dtype) value once per variant; the plain ``eager`` variant adds nothing to the id.
+
+    So eager ids stay what they were before variants existed (saved
+    benchmark history keeps its names): ``[cpu-float32]`` and
+    ``[cpu-float32-compile]``.
     """
+    out = []
+    for value in values:
+        v, v_marks, v_id = _parts(value)
+        for variant in variants:
+            w, w_marks, w_id = _parts(variant)
+            suffix = "" if variant == DEFAULT_VARIANT else f"-{w_id}"
+            out.append(pytest.param(v, w, marks=[*v_marks, *w_marks], id=v_id + suffix))
+    return out
+
+
+def parametrize(metafunc: pytest.Metafunc, settings: Settings) -> None:
+    """Multiply the test over the selected devices, dtypes and variants (those it uses), markers applied.
+
+    A bad ``devices``/``dtypes``/``variants`` marker gives the test one
+    placeholder parameter that errors at setup with the marker's message.
+    Variants ride on the last of the device and dtype parametrizations, so
+    that the eager variant keeps the ids tests had without variants.
+    """
+    chosen: list[tuple[str, list[Any]]] = []
     for name, params, default in (
         ("device", _device_params, settings.devices[0]),
         ("dtype", _dtype_params, settings.dtypes[0]),
@@ -102,7 +147,21 @@ def parametrize(metafunc: pytest.Metafunc, settings: Settings) -> None:
             values = params(metafunc, settings)
         except markers.MarkerError as exc:
             values = [pytest.param(default, marks=markers.invalid(str(exc)), id=f"invalid-{name}s-marker")]
-        metafunc.parametrize(name, values, indirect=True)
+        chosen.append((name, values))
+    variants: list[Any] = [DEFAULT_VARIANT]
+    if not _steps_aside(metafunc, "variant"):
+        try:
+            variants = _variant_params(metafunc, settings)
+        except markers.MarkerError as exc:
+            marks = markers.invalid(str(exc))
+            variants = [pytest.param(DEFAULT_VARIANT, marks=marks, id="invalid-variants-marker")]
+    for i, (name, values) in enumerate(chosen):
+        if i == len(chosen) - 1 and variants != [DEFAULT_VARIANT]:
+            metafunc.parametrize((name, "variant"), _with_variants(values, variants), indirect=True)
+        else:
+            metafunc.parametrize(name, values, indirect=True)
+    if not chosen and variants != [DEFAULT_VARIANT]:
+        metafunc.parametrize("variant", variants, indirect=True)
 
 
 def _worker_device(name: str, settings: Settings) -> str:
@@ -154,6 +213,12 @@ def dtype_from_request(request: pytest.FixtureRequest, settings: Settings) -> to
     return to_torch_dtype(name)
 
 
+def variant_from_request(request: pytest.FixtureRequest) -> str:
+    """``eager`` unless the test was parametrized over another variant."""
+    value = getattr(request, "param", None)
+    return value if isinstance(value, str) else DEFAULT_VARIANT
+
+
 def seed_test(nodeid: str, settings: Settings) -> int:
     """The test's seed; also seeds torch's global generators with it."""
     import torch
@@ -203,4 +268,6 @@ def rerun_hint(item: pytest.Item, settings: Settings) -> str:
         parts.append(f"--effective-torch-device={params['device']}")
     if isinstance(params.get("dtype"), str):
         parts.append(f"--effective-torch-dtype={params['dtype']}")
+    if isinstance(params.get("variant"), str) and params["variant"] != DEFAULT_VARIANT:
+        parts.append(f"--effective-torch-variants={params['variant']}")
     return "rerun: " + " ".join(parts)

@@ -120,6 +120,7 @@ def extra_info(result: SpeedResult) -> dict[str, Any]:
         "rounds": result.rounds,
         "calls_per_round": {"reference": result.calls_per_round[0], "candidate": result.calls_per_round[1]},
         "first_call": {"reference": result.first_call[0], "candidate": result.first_call[1]},
+        "variant": result.variant,
         "device": result.device,
         "device_name": result.device_name,
         "dtype": result.dtype,
@@ -146,6 +147,9 @@ def extra_info(result: SpeedResult) -> dict[str, Any]:
         info["copy_bandwidth"] = result.copy_bandwidth
     if result.peak_flops is not None:
         info["peak_flops"] = result.peak_flops
+    if result.compile_seconds is not None:
+        info["compile_seconds"] = result.compile_seconds
+        info["compile"] = result.compile_description
     return info
 
 

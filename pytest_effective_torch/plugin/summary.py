@@ -55,6 +55,8 @@ def make_row(
         row["peak_flops"] = result.peak_flops
     if plot is not None:
         row["plot"] = plot
+    if result.compile_seconds is not None:
+        row["compile"] = result.compile_text()
     return row
 
 
@@ -268,6 +270,9 @@ def write(terminalreporter: Any, config: pytest.Config) -> None:
     notes = sorted({str(r.get("storage")) for r in rows if r.get("storage") not in (None, "", "saved")})
     for note in notes:
         tr.write_line(f"pytest-benchmark {note}" if note.startswith("storage") else note)
+    for row in rows:
+        if row.get("compile"):  # apart from the table: compile time never enters a verdict
+            tr.write_line(f"{_name(row)}: {row['compile']}")
     plots = list(dict.fromkeys(str(r["plot"]) for r in rows if r.get("plot")))
     if plots:
         tr.write_line(f"plots ({len(plots)}, each with its data as CSV beside it): " + ", ".join(plots))

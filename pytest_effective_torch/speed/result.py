@@ -199,10 +199,7 @@ class SpeedOptions:
         if self.mode is not None and self.mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
         object.__setattr__(self, "variant", check_variant(self.variant))
-        if self.compile_options is not None and self.variant != "compile":
-            raise ValueError("compile_options apply to variant='compile' only; the variant is 'eager'")
-        if self.variant == "compile":
-            check_compile_options(self.compile_options)
+        check_compile_options(self.compile_options)  # used by variant compile; validated in either
         if self.backward and self.mode not in (None, "full"):
             raise ValueError(
                 f"backward=True times forward plus backward (mode='full'); it cannot be combined "
