@@ -70,8 +70,11 @@ class Pair:
     differentiable: bool = True
     #: second derivatives exist and autograd can take them (gradgradcheck).
     twice_differentiable: bool = True
-    #: the candidate is built with torch.compile (opt-in, never gradgradchecked).
-    compiled: bool = False
+    #: inputs for the compile variant (``--effective-torch-variants=compile``):
+    #: the candidate under torch.compile is checked and timed on these, kept
+    #: small because compiling is slow on a CPU; None: the pair does not run
+    #: compiled (TorchScript, Triton kernels, the trap), and says so.
+    compile_inputs: Builder | None = None
     #: the candidate runs Triton kernels: compiled on CUDA, on CPU only through
     #: Triton's interpreter (``TRITON_INTERPRET=1``), never timed interpreted;
     #: the suite skips it elsewhere, saying why.
@@ -184,8 +187,8 @@ class Claim:
     #: dtype the claim is made in, where one is (speed and memory claims).
     dtype: str | None = None
     #: ``(device, dtype) -> (candidate, reference)`` when the claim compares
-    #: something else than the pair itself (other module sizes, or a
-    #: compiled function against its own eager version).
+    #: something else than the pair itself (other module sizes, another
+    #: candidate against the pair's).
     factory: Callable[[torch.device, torch.dtype], tuple[Any, Any]] | None = None
     #: a size sweep: size keyword -> sizes, passed as ``sizes=`` (``inputs`` takes them)
     sizes: Mapping[str, tuple[int, ...]] | None = None

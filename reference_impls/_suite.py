@@ -28,16 +28,12 @@ MEASURED_KEY = "reference_impls_measured"
 #: table says "measured" instead of "verified" for them.
 REPORT_ONLY_KEY = "reference_impls_report_only"
 
-#: ``REFERENCE_IMPLS_COMPILE=1`` (or ``python -m reference_impls --compile``)
-#: runs the torch.compile pairs; they compile for minutes otherwise skipped.
-COMPILE_ENV = "REFERENCE_IMPLS_COMPILE"
-COMPILE_HINT = f"opt-in: python -m reference_impls --compile (or {COMPILE_ENV}=1)"
+#: The suite's tests that run under the compile variant (with the pair's
+#: ``compile_inputs``); the others check eager claims (stability at hostile
+#: values, size sweeps, memory, the trap) and skip there, saying so.
+COMPILED_TESTS = ("test_same_as_reference", "test_faster")
 
 ROWS = pytest.StashKey[dict[str, "Row"]]()
-
-
-def compile_enabled() -> bool:
-    return os.environ.get(COMPILE_ENV, "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def record(request: pytest.FixtureRequest, measured: str, *, asserted: bool = True) -> None:
@@ -62,16 +58,17 @@ def _subject(params: dict[str, Any]) -> Any:
 
 
 def row_key(item: pytest.Item) -> str | None:
-    """The table row an item belongs to, from its parametrization."""
+    """The table row an item belongs to, from its parametrization (``:compile`` for that variant)."""
     params = getattr(getattr(item, "callspec", None), "params", {})
+    suffix = ":compile" if params.get("variant") == "compile" else ""
     key, value = _subject(params)
     if key == "claim":
-        return str(value.id)
+        return str(value.id) + suffix
     if key == "pair":
         check = getattr(item, "originalname", item.name)
         if "gradcheck" in check:
             return f"{value.name}:gradcheck"
-        return f"{value.name}:{'caught' if value.expected_failure else 'equal'}"
+        return f"{value.name}:{'caught' if value.expected_failure else 'equal'}" + suffix
     return None
 
 
@@ -89,16 +86,20 @@ def _dtypes_for(params: dict[str, Any]) -> tuple[str, ...] | None:
     return None
 
 
-def _compiled(params: dict[str, Any]) -> bool:
+def _compile_skip(item: pytest.Item, params: dict[str, Any]) -> str | None:
+    """Why an item of the compile variant does not run (None when it does)."""
     from . import PAIRS
 
+    if params.get("variant") != "compile":
+        return None
+    test = getattr(item, "originalname", item.name)
     key, value = _subject(params)
-    if key == "pair":
-        return bool(value.compiled)
-    if key == "claim":
-        pair = PAIRS.get(value.subject)
-        return bool(pair and pair.compiled)
-    return False
+    pair = value if key == "pair" else PAIRS.get(value.subject) if key == "claim" else None
+    if test not in COMPILED_TESTS or (key == "claim" and value.sizes):
+        return f"variant compile: {test} checks an eager claim (only equivalence and speed run compiled)"
+    if pair is None or pair.compile_inputs is None:
+        return f"variant compile: {pair} has no compile_inputs (not run compiled)"
+    return None
 
 
 def _triton_skip(params: dict[str, Any]) -> str | None:
@@ -115,19 +116,19 @@ def _triton_skip(params: dict[str, Any]) -> str | None:
 
 
 def modify_items(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Deselect (pair, dtype) combinations that are not meaningful; gate compiled pairs.
+    """Deselect (pair, dtype) combinations that are not meaningful; say what skips and why.
 
     The suite's tests declare every dtype any pair supports; a pair that is
     only meaningful in some of them (row sums in half precision accumulate
     the loop's rounding, say) drops the others here, so the run shows no
-    wall of skips. The torch.compile pairs are skipped with a hint unless
-    opted in; the Triton pairs where their kernels cannot run (see
+    wall of skips. Under the compile variant only the equivalence and
+    speed tests of pairs with ``compile_inputs`` run; the Triton pairs skip
+    where their kernels cannot run (see
     :func:`reference_impls.triton_ops.triton_skip_reason`).
     """
     here = os.path.dirname(os.path.abspath(__file__))
     keep: list[pytest.Item] = []
     dropped: list[pytest.Item] = []
-    compile_on = compile_enabled()
     for item in items:
         if not str(item.path).startswith(here):
             keep.append(item)
@@ -141,8 +142,9 @@ def modify_items(config: pytest.Config, items: list[pytest.Item]) -> None:
         key = row_key(item)
         if key is not None:
             item.user_properties.append((ROW_KEY, key))
-        if _compiled(params) and not compile_on:
-            item.add_marker(pytest.mark.skip(reason=COMPILE_HINT))
+        compile_reason = _compile_skip(item, params)
+        if compile_reason is not None:
+            item.add_marker(pytest.mark.skip(reason=compile_reason))
         triton_reason = _triton_skip(params)
         if triton_reason is not None:
             item.add_marker(pytest.mark.skip(reason=triton_reason))
@@ -239,7 +241,11 @@ def guide_text(key: str) -> str:
 
     if key.endswith(":gradcheck"):
         return "(gradients match finite differences)"
+    compiled = key.endswith(":compile")
+    key = key.removesuffix(":compile")
     text = next((c.guide for c in CLAIMS if c.id == key), "")
+    if compiled:
+        text = f"compiled: {text}"
     return text if len(text) <= GUIDE_WIDTH else text[: GUIDE_WIDTH - 3] + "..."
 
 

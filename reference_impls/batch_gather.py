@@ -23,10 +23,11 @@ Versions, slowest first:
 - :func:`~reference_impls.triton_ops.gather_triton` (beyond the guide):
   one Triton kernel, with a scatter-add kernel for the gradient; needs
   triton, and on CPU tensors Triton's interpreter.
-- :func:`gather_compiled_loop`, :func:`gather_compiled_flat_index`:
-  ``torch.compile`` of the loop and of the vectorized version. Compiling is
-  slow (the loop at batch 1024 took minutes to compile on a 2-core CPU), so
-  these pairs are opt-in and use small batches.
+
+Compiled versions are no pairs of their own: run the suite with
+``--effective-torch-variants=eager,compile`` and the plugin checks and times
+``torch.compile`` of each candidate that has ``compile_inputs`` (small:
+compiling is slow on a CPU), the loop staying the eager reference.
 
 Example::
 
@@ -39,13 +40,12 @@ Example::
 from __future__ import annotations
 
 import functools
-import time
 import warnings
 from typing import TYPE_CHECKING, Any
 
 import torch
 
-from ._registry import ALL_DTYPES, BASE_DTYPES, Builder, Claim, Pair
+from ._registry import ALL_DTYPES, Builder, Claim, Pair
 from .triton_ops import gather_triton
 
 if TYPE_CHECKING:
@@ -53,12 +53,9 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CLAIMS",
-    "COMPILE_SECONDS",
     "PAIRS",
     "SWEEP_BATCHES",
     "gather_by_batch",
-    "gather_compiled_flat_index",
-    "gather_compiled_loop",
     "gather_flat_index",
     "gather_loop",
     "gather_native",
@@ -129,51 +126,6 @@ def gather_native(tensor: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
     return tensor[_row_index(tensor, indices), indices]
 
 
-#: Seconds spent in first calls of the compiled versions (compilation), by
-#: the compiled function's name; the speed claims report them apart from
-#: run time.
-COMPILE_SECONDS: dict[str, float] = {}
-
-
-@functools.cache
-def _compiled(fn: Any) -> Any:
-    # gradcheck runs backward several times over one graph, which
-    # aot_autograd's donated buffers forbid. The backward is compiled lazily
-    # (at the first backward call), so the switch cannot be scoped to the
-    # forward call: it is turned off for the process once a compiled pair
-    # is used (opt-in only; it costs some memory reuse, not correctness).
-    config = getattr(getattr(torch, "_functorch", None), "config", None)
-    if config is not None and hasattr(config, "donated_buffer"):
-        config.donated_buffer = False
-    # dynamic=False: one graph per shape, which is what the small fixed-size
-    # checks use; a dynamic loop would be unrolled symbolically anyway.
-    return torch.compile(fn, dynamic=False)
-
-
-def _call_compiled(key: str, fn: Any, *args: torch.Tensor) -> torch.Tensor:
-    seen = _SEEN.setdefault(key, set())
-    signature = tuple((t.shape, t.dtype, t.device, t.stride(), t.requires_grad) for t in args)
-    start = time.perf_counter()
-    out = _compiled(fn)(*args)
-    if signature not in seen:
-        seen.add(signature)
-        COMPILE_SECONDS[key] = COMPILE_SECONDS.get(key, 0.0) + time.perf_counter() - start
-    return out
-
-
-_SEEN: dict[str, set[Any]] = {}
-
-
-def gather_compiled_loop(tensor: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
-    """``torch.compile`` of :func:`gather_loop` (compiled on first call per shape)."""
-    return _call_compiled("gather_compiled_loop", gather_loop, tensor, indices)
-
-
-def gather_compiled_flat_index(tensor: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
-    """``torch.compile`` of :func:`gather_flat_index`."""
-    return _call_compiled("gather_compiled_flat_index", gather_flat_index, tensor, indices)
-
-
 # ---------------------------------------------------------------- inputs
 
 
@@ -203,7 +155,7 @@ LARGE = gather_inputs(1024, 64, 16)
 #: (each ``tensor[i]`` hands back a full-size gradient that autograd then
 #: adds up), so the claim is made at a batch where that still finishes.
 LARGE_BACKWARD = gather_inputs(128, 64, 16)
-#: The compiled variants stay small: compile time grows with the unrolled loop.
+#: The compile variant's inputs stay small (torch.compile compiles one graph per shape).
 COMPILE = gather_inputs(8, 10, 8)
 #: A large gather for the bandwidth figure (GPU only): a 1 GiB float32
 #: source, 64 MiB gathered.
@@ -265,28 +217,8 @@ PAIRS: tuple[Pair, ...] = (
         if has_torchscript()
         else ()
     ),
-    _pair("flat_index", gather_flat_index),
-    _pair("native", gather_native),
-    _pair(
-        "compiled_loop",
-        gather_compiled_loop,
-        inputs=COMPILE,
-        small_inputs=COMPILE,
-        large_inputs=COMPILE,
-        compiled=True,
-        twice_differentiable=False,
-        dtypes=BASE_DTYPES,
-    ),
-    _pair(
-        "compiled_flat_index",
-        gather_compiled_flat_index,
-        inputs=COMPILE,
-        small_inputs=COMPILE,
-        large_inputs=COMPILE,
-        compiled=True,
-        twice_differentiable=False,
-        dtypes=BASE_DTYPES,
-    ),
+    _pair("flat_index", gather_flat_index, compile_inputs=COMPILE),
+    _pair("native", gather_native, compile_inputs=COMPILE),
     _pair(
         "triton",
         gather_triton,
@@ -381,22 +313,5 @@ CLAIMS: tuple[Claim, ...] = (
         backward=True,
         dtype="float32",
         factory=lambda device, dtype: (gather_triton, gather_flat_index),
-    ),
-    Claim(
-        "batch_gather.compiled_loop",
-        "faster",
-        "torch.compile: loop vs eager loop",
-        inputs=COMPILE,
-        dtype="float32",
-        note="measured, not asserted; compile time is reported apart",
-    ),
-    Claim(
-        "batch_gather.compiled_flat_index",
-        "faster",
-        "torch.compile: vectorized vs eager vectorized",
-        inputs=COMPILE,
-        dtype="float32",
-        factory=lambda device, dtype: (gather_compiled_flat_index, gather_flat_index),
-        note="measured, not asserted; compile time is reported apart",
     ),
 )

@@ -122,6 +122,7 @@ PAIRS: tuple[Pair, ...] = (
         inputs=CHECK,
         small_inputs=SMALL,
         large_inputs=LARGE,
+        compile_inputs=CHECK,
         dtypes=ALL_DTYPES,
     ),
     Pair(

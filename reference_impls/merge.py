@@ -229,6 +229,7 @@ PAIRS: tuple[Pair, ...] = (
         inputs=CHECK,
         small_inputs=SMALL,
         large_inputs=LARGE,
+        compile_inputs=CHECK,
         dtypes=ALL_DTYPES,
         param_map=param_map(5),
         factory=equivalent_modules(5, 6, 10),

@@ -79,6 +79,7 @@ def _pair(name: str, candidate: Callable[..., Any], **kwargs: Any) -> Pair:
         inputs=CHECK,
         small_inputs=SMALL,
         large_inputs=LARGE,
+        compile_inputs=CHECK,
         **kwargs,
     )
 

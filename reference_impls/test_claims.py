@@ -5,6 +5,12 @@ nothing is written out per op. The plugin multiplies each over the
 selected devices and dtypes (``--device``, ``--dtype``), and the suite's
 conftest drops the dtypes a pair does not support. Run it with
 ``python -m reference_impls`` for the table of claims at the end.
+
+With ``--effective-torch-variants=eager,compile`` the equivalence and speed
+tests also run ``torch.compile`` of each candidate that has
+``compile_inputs``, on those (small) inputs, against the eager reference;
+compiled speedups are measured and reported, not asserted (the guide's
+claims are about eager code).
 """
 
 from __future__ import annotations
@@ -22,8 +28,8 @@ from reference_impls._suite import record
 pytestmark = [
     # Every dtype any pair supports; conftest narrows each item to its pair's.
     pytest.mark.dtypes(*ALL_DTYPES),
-    # torch.compile's own imports warn that TorchScript is deprecated; that
-    # is torch talking to itself, not something this suite can act on.
+    # Importing parts of torch that define TorchScript classes warns that
+    # TorchScript is deprecated: torch talking to itself.
     pytest.mark.filterwarnings(r"ignore:`torch\.jit\.\w+` is deprecated:DeprecationWarning"),
 ]
 
@@ -59,19 +65,21 @@ def test_same_as_reference(
     device: torch.device,
     dtype: torch.dtype,
     seed: int,
+    variant: str,
     assert_same_as_reference: Any,
     request: Any,
 ) -> None:
-    """Outputs and gradients of the candidate match the reference's."""
+    """Outputs and gradients of the candidate match the reference's (compiled: on ``compile_inputs``)."""
     candidate, reference = pair.bind(device, dtype)
     kwargs: dict[str, Any] = dict(pair.check_kwargs)
     if pair.param_map is not None:
         kwargs["param_map"] = pair.param_map
+    inputs = pair.compile_inputs if variant == "compile" else pair.inputs
     report = assert_same_as_reference(
-        candidate, reference, pair.inputs, device=device, dtype=dtype, **kwargs
+        candidate, reference, inputs, device=device, dtype=dtype, **kwargs
     )
     text = _report_text(report)
-    if pair.exact:
+    if pair.exact and variant == "eager":  # compiled code may fuse and round differently
         # Equal within tolerance of the float64 truth, and also bitwise
         # equal to the reference in the test's own dtype.
         args = _build(pair.inputs, device, dtype, seed)
@@ -83,11 +91,14 @@ def test_same_as_reference(
 
 
 def _report_text(report: Any) -> str:
-    """Trials run and the closest any comparison came to its tolerance."""
+    """Trials run, the closest any comparison came to its tolerance, and compile time."""
     worst = getattr(report, "worst", None)
     text = f"{len(getattr(report, 'trials', ()))} trials"
     if worst is not None:
         text += f", worst {100 * worst.ratio:.2g}% of tol"
+    compiled = [n for n in getattr(report, "notes", ()) if n.startswith("compile: ")]
+    if compiled:
+        text += "; " + compiled[0].split(", first calls")[0]
     return text
 
 
@@ -172,11 +183,15 @@ def test_faster(
     claim: Claim,
     device: torch.device,
     dtype: torch.dtype,
+    variant: str,
     assert_faster_than_reference: Any,
     request: Any,
 ) -> None:
     """The candidate is at least ``min_speedup`` times faster (or just measured)."""
     pair = PAIRS[claim.subject]
+    if variant == "compile":
+        _compiled_speed(claim, pair, device, dtype, assert_faster_than_reference, request)
+        return
     candidate, reference = claim.bind(pair, device, dtype)
     inputs = claim.inputs or pair.large_inputs or pair.inputs
     wanted = claim.min_speedup_on(device.type)
@@ -202,14 +217,18 @@ def test_faster(
         backward=claim.backward,
     )
     text = result.speedup_text() + (f" (needs {wanted:g}x)" if wanted else " (reported)")
-    if pair.compiled:
-        # First calls compile (once per shape, dtype and layout); the engine
-        # keeps them out of the timed rounds, and they are reported here.
-        from reference_impls.batch_gather import COMPILE_SECONDS
-
-        seconds = COMPILE_SECONDS.get(getattr(candidate, "__name__", ""), 0.0)
-        text += f"; first forward calls (compiling) {seconds:.1f} s, not timed"
     record(request, text, asserted=wanted is not None)
+
+
+def _compiled_speed(claim: Claim, pair: Pair, device: torch.device, dtype: torch.dtype, check: Any, request: Any) -> None:
+    """Under the compile variant: torch.compile(candidate) vs the eager reference on ``compile_inputs``.
+
+    Measured and reported, never asserted: the guide's numbers are for
+    eager code, and small inputs time overheads more than kernels.
+    """
+    candidate, reference = pair.bind(device, dtype)
+    result = check(candidate, reference, pair.compile_inputs, min_speedup=None, backward=claim.backward)
+    record(request, f"{result.speedup_text()} (reported); compile {result.compile_seconds:.1f} s apart", asserted=False)
 
 
 def _sweep_text(sweep: Any) -> str:

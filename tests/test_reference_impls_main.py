@@ -11,7 +11,7 @@ import pytest
 
 import reference_impls
 from reference_impls import __main__ as main_module
-from reference_impls._suite import COMPILE_ENV, MEASURED_KEY, ROW_KEY, ClaimTable, Row, table_lines
+from reference_impls._suite import MEASURED_KEY, ROW_KEY, ClaimTable, Row, table_lines
 
 SUITE = Path(reference_impls.__file__).resolve().parent / "test_claims.py"
 
@@ -22,7 +22,7 @@ def run_main(*args: str, env: dict[str, str] | None = None) -> subprocess.Comple
     environ = {
         k: v
         for k, v in os.environ.items()
-        if not k.startswith(("EFFECTIVE_TORCH_", COMPILE_ENV)) and k != "TRITON_INTERPRET"
+        if not k.startswith("EFFECTIVE_TORCH_") and k != "TRITON_INTERPRET"
     }
     environ.update(env or {})
     return subprocess.run(
@@ -35,23 +35,23 @@ def run_main(*args: str, env: dict[str, str] | None = None) -> subprocess.Comple
 
 
 def test_pytest_args_put_the_suite_first_and_pass_everything_else_through():
-    args, compile_on = main_module.pytest_args(["--device=cuda", "-k", "softmax", "-x"])
+    args = main_module.pytest_args(["--device=cuda", "-k", "softmax", "-x"])
     assert args[0] == str(SUITE)
     assert args[-4:] == ["--device=cuda", "-k", "softmax", "-x"]
-    assert compile_on is False
 
 
-def test_compile_flag_is_taken_out_of_pytests_arguments():
-    args, compile_on = main_module.pytest_args(["--compile", "-q"])
-    assert compile_on is True
-    assert "--compile" not in args and args[-1] == "-q"
+def test_the_old_compile_flag_is_a_usage_error_pointing_at_the_variant_option(capsys):
+    assert main_module.main(["--compile", "-q"]) == 4
+    err = capsys.readouterr().err
+    assert "--compile is gone" in err
+    assert "use --effective-torch-variants=eager,compile" in err
 
 
 def test_help_describes_the_main_job_without_running_pytest(capsys):
     assert main_module.main(["--help"]) == 0
     out = capsys.readouterr().out
-    assert "usage: python -m reference_impls [--compile]" in out
-    assert "--device=cuda" in out
+    assert "usage: python -m reference_impls [pytest arguments...]" in out
+    assert "--device=cuda" in out and "--effective-torch-variants=eager,compile" in out
 
 
 @pytest.fixture(scope="module")
@@ -79,8 +79,6 @@ def test_every_claim_but_speed_holds_and_the_table_lists_it(main_run):
     table = out.split("reference_impls: the guide's claims")[1]
     assert table.splitlines()[1].split()[:3] == ["claim", "the", "guide"]
     for claim in reference_impls.CLAIMS:
-        if claim.subject in reference_impls.PAIRS and reference_impls.PAIRS[claim.subject].compiled:
-            continue
         line = table_row(main_run, claim.id)
         expected = "skipped" if claim.kind in ("faster", "less_memory") else "verified"
         if reference_impls.PAIRS.get(claim.subject) and reference_impls.PAIRS[claim.subject].triton:
@@ -100,9 +98,21 @@ def test_speed_claims_skip_instead_of_failing_when_benchmarks_are_disabled(main_
     assert "skipped" in line and "benchmarks are disabled" in line
 
 
-def test_compiled_pairs_are_skipped_with_how_to_opt_in(main_run):
-    line = table_row(main_run, "batch_gather.compiled_loop:equal")
-    assert "skipped" in line and "opt-in: python -m reference_impls --compile" in line
+def test_by_default_nothing_runs_compiled(main_run):
+    assert "-compile" not in main_run.stdout and ":compile" not in main_run.stdout
+
+
+def test_under_the_compile_variant_eager_only_claims_and_pairs_without_compile_inputs_skip_saying_why():
+    # Nothing here compiles: every selected compiled item skips at setup.
+    result = run_main(
+        "--effective-torch-variants=compile", "--benchmark-disable", "-rs",
+        "-k", "(test_stabler and softmax) or (test_same_as_reference and torchscript)",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr
+    out = result.stdout
+    assert "variant compile: test_stabler checks an eager claim (only equivalence and speed run compiled)" in out
+    assert "variant compile: batch_gather.torchscript has no compile_inputs (not run compiled)" in out
+    assert "compiled: " in table_row(result, "softmax.stable:stabler:compile")
 
 
 def test_dtypes_pass_through_and_unsupported_ones_are_dropped_per_pair():
