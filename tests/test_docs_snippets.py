@@ -188,6 +188,16 @@ def engines_warmed() -> None:
     assert_faster_than_reference(
         torch.neg, torch.neg, (torch.ones(4),), min_speedup=None, time_budget=0.01, measure_memory=True
     )
+    # opcheck and torch.compile import inductor and, where installed, Triton,
+    # whose native module cannot be imported a second time in one process.
+    import warnings
+
+    with warnings.catch_warnings():  # TorchScript's deprecation, raised by torch's own imports
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import torch._inductor.compile_fx  # noqa: F401
+
+        if importlib.util.find_spec("triton") is not None:
+            import triton  # noqa: F401
 
 
 @pytest.mark.parametrize("block", PYTHON, ids=[block.where for block in PYTHON])
