@@ -194,7 +194,7 @@ def engines_warmed() -> None:
 
     with warnings.catch_warnings():  # TorchScript's deprecation, raised by torch's own imports
         warnings.simplefilter("ignore", DeprecationWarning)
-        import torch._inductor.compile_fx  # noqa: F401
+        import torch._inductor.compile_fx
 
         if importlib.util.find_spec("triton") is not None:
             import triton  # noqa: F401
