@@ -46,7 +46,7 @@ def _environ(**extra: str) -> dict[str, str]:
     env = {
         k: v
         for k, v in os.environ.items()
-        if not k.startswith(("EFFECTIVE_TORCH_", _suite.COMPILE_ENV)) and k != INTERPRET_ENV
+        if not k.startswith("EFFECTIVE_TORCH_") and k != INTERPRET_ENV
     }
     env.update(extra)
     return env
