@@ -345,6 +345,12 @@ def add_headline_flag(parser: pytest.Parser, flag: str, key: str) -> bool:
     import argparse
 
     spec = OPTIONS_BY_KEY[key]
+    # Look before adding: pytest 9 records the option's name-to-dest mapping
+    # before argparse refuses the duplicate, so a failed add would leave the
+    # project's ``config.getoption("--device")`` pointing at our dest.
+    taken = {name for group in getattr(parser, "_groups", ()) for option in group.options for name in option.names()}
+    if flag in taken:
+        return False
     group = parser.getgroup("effective-torch")
     try:
         group.addoption(flag, action="append", default=None, dest=spec.dest, metavar=(spec.cli_name or spec.key).upper(), help=spec.help)
