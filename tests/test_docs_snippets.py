@@ -9,7 +9,8 @@ Every ```python block is a test of its own, named by page and line
   (``<!-- outcomes: passed=1 failed=1 -->``); ``<!-- pytest-args: -v -->``
   adds command-line arguments to that run, and ``<!-- output: *text* -->``
   is a line its output must match (fnmatch), so that a snippet failing on
-  purpose fails for the reason the page gives;
+  purpose fails for the reason the page gives; ``<!-- subprocess: why -->``
+  runs it in a fresh process (snippets that compile or run opcheck);
 - any other block is executed as a script in a fresh namespace.
 
 Speed verdicts depend on the machine, so none is asserted here: every call
@@ -188,16 +189,6 @@ def engines_warmed() -> None:
     assert_faster_than_reference(
         torch.neg, torch.neg, (torch.ones(4),), min_speedup=None, time_budget=0.01, measure_memory=True
     )
-    # opcheck and torch.compile import inductor and, where installed, Triton,
-    # whose native module cannot be imported a second time in one process.
-    import warnings
-
-    with warnings.catch_warnings():  # TorchScript's deprecation, raised by torch's own imports
-        warnings.simplefilter("ignore", DeprecationWarning)
-        import torch._inductor.compile_fx
-
-        if importlib.util.find_spec("triton") is not None:
-            import triton  # noqa: F401
 
 
 @pytest.mark.parametrize("block", PYTHON, ids=[block.where for block in PYTHON])
@@ -227,8 +218,12 @@ def test_python_snippet_runs(engines_warmed: None, block: Block, pytester: pytes
     pytester.makepyfile(**{test_file.group(1): source})
     args = block.directives.get("pytest-args", "").split()
     # Triton's interpreter is chosen per process, before triton is imported:
-    # such a snippet gets a fresh one.
-    run = pytester.runpytest_subprocess if "--effective-torch-triton-interpret" in args else pytester.runpytest
+    # such a snippet gets a fresh one. So does a snippet marked
+    # ``<!-- subprocess: why -->``: torch.compile and opcheck register
+    # backends and import Triton, which cannot be undone and redone in one
+    # process as pytester's in-process runs would.
+    fresh = "--effective-torch-triton-interpret" in args or "subprocess" in block.directives
+    run = pytester.runpytest_subprocess if fresh else pytester.runpytest
     result = run("-p", "no:hypothesispytest", "-p", "no:cacheprovider", *args)
     result.assert_outcomes(**_expected_outcomes(block, tree))
     if "output" in block.directives:
