@@ -228,8 +228,8 @@ class Compiled:
     def note(self) -> str:
         """One line for a report: how it was compiled and what compiling cost."""
         return (
-            f"compile: {self.seconds:.1f} s for {self.graphs} input signature(s), first calls, not "
-            f"timed ({self.settings.describe()}; reference and truth eager)"
+            f"compile: {self.seconds:.1f} s in the first calls of {self.graphs} input signature(s) "
+            f"({self.settings.describe()}; reference and truth eager)"
         )
 
 

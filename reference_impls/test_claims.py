@@ -98,7 +98,7 @@ def _report_text(report: Any) -> str:
         text += f", worst {100 * worst.ratio:.2g}% of tol"
     compiled = [n for n in getattr(report, "notes", ()) if n.startswith("compile: ")]
     if compiled:
-        text += "; " + compiled[0].split(", first calls")[0]
+        text += "; " + compiled[0].split(" (torch.compile")[0]
     return text
 
 

@@ -212,7 +212,7 @@ def test_the_compile_variant_checks_and_times_the_compiled_candidate_with_compil
     result.stdout.fnmatch_lines(
         [
             "*::test_same[[]cpu-float32-compile[]] REPORT compile: *",
-            "note: compile: * s for * input signature(s), first calls, not timed "
+            "note: compile: * s in the first calls of * input signature(s) "
             "(torch.compile(mode='default', dynamic=False); reference and truth eager)",
         ]
     )
