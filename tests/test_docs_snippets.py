@@ -9,8 +9,7 @@ Every ```python block is a test of its own, named by page and line
   (``<!-- outcomes: passed=1 failed=1 -->``); ``<!-- pytest-args: -v -->``
   adds command-line arguments to that run, and ``<!-- output: *text* -->``
   is a line its output must match (fnmatch), so that a snippet failing on
-  purpose fails for the reason the page gives; ``<!-- subprocess: why -->``
-  runs it in a fresh process (snippets that compile or run opcheck);
+  purpose fails for the reason the page gives;
 - any other block is executed as a script in a fresh namespace.
 
 Speed verdicts depend on the machine, so none is asserted here: every call
@@ -193,8 +192,11 @@ def engines_warmed() -> None:
 
 @pytest.mark.parametrize("block", PYTHON, ids=[block.where for block in PYTHON])
 @pytest.mark.filterwarnings("ignore:TRITON_DEFAULT_FP_FUSION is unset")  # triton 3.9's own notice
-def test_python_snippet_runs(engines_warmed: None, block: Block, pytester: pytest.Pytester) -> None:
-    # engines_warmed comes first: pytester's snapshot of sys.modules is taken when it is set up.
+def test_python_snippet_runs(
+    engines_warmed: None, compile_loaded: None, block: Block, pytester: pytest.Pytester
+) -> None:
+    # engines_warmed and compile_loaded come first: pytester's snapshot of
+    # sys.modules is taken when it is set up.
     _skip_for_missing_needs(block)
     first_line = block.code.splitlines()[0] if block.code.strip() else ""
     test_file = _TEST_FILE.match(first_line)
@@ -218,12 +220,8 @@ def test_python_snippet_runs(engines_warmed: None, block: Block, pytester: pytes
     pytester.makepyfile(**{test_file.group(1): source})
     args = block.directives.get("pytest-args", "").split()
     # Triton's interpreter is chosen per process, before triton is imported:
-    # such a snippet gets a fresh one. So does a snippet marked
-    # ``<!-- subprocess: why -->``: torch.compile and opcheck register
-    # backends and import Triton, which cannot be undone and redone in one
-    # process as pytester's in-process runs would.
-    fresh = "--effective-torch-triton-interpret" in args or "subprocess" in block.directives
-    run = pytester.runpytest_subprocess if fresh else pytester.runpytest
+    # such a snippet gets a fresh one.
+    run = pytester.runpytest_subprocess if "--effective-torch-triton-interpret" in args else pytester.runpytest
     result = run("-p", "no:hypothesispytest", "-p", "no:cacheprovider", *args)
     result.assert_outcomes(**_expected_outcomes(block, tree))
     if "output" in block.directives:

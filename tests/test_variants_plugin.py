@@ -1,10 +1,9 @@
 """The variant axis: option, ini, marker, fixture, ids, skips; custom ops through the fixture.
 
 Compiling is slow on a CPU (seconds per graph), so only one test here
-compiles, on tiny inputs; the rest collect or run the eager variant. Runs
-that reach opcheck or torch.compile use a subprocess: they import Triton,
-whose native module cannot be imported again after pytester's in-process
-runs drop it from sys.modules.
+compiles, on tiny inputs; the rest collect or run the eager variant. The
+compiling run asks for ``compile_loaded`` (tests/conftest.py) first, so that
+torch.compile's one-time registrations happen outside pytester.
 """
 
 from __future__ import annotations
@@ -205,10 +204,10 @@ def test_faster(assert_faster_than_reference):
 
 
 def test_the_compile_variant_checks_and_times_the_compiled_candidate_with_compile_time_apart(
-    pytester: pytest.Pytester,
+    compile_loaded: None, pytester: pytest.Pytester
 ) -> None:
     pytester.makepyfile(test_compiled=COMPILED)
-    result = pytester.runpytest_subprocess("-v", "-s", "--effective-torch-variants=compile")
+    result = pytester.runpytest("-v", "-s", "-p", "no:randomly", "--effective-torch-variants=compile")
     result.stdout.fnmatch_lines(
         [
             "*::test_same[[]cpu-float32-compile[]] REPORT compile: *",
