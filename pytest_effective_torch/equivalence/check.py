@@ -21,6 +21,7 @@ from ..formatting import describe_tensor
 from ..inputs import Args, arg_label, arg_value, input_tensors, map_args
 from . import plan as plans
 from .compare import Leaf, pair
+from .conditioning import Conditioning
 from .copies import clone_layout, is_float, to_truth_dtype
 from .gradients import Gradients
 from .judge import Judge
@@ -63,6 +64,7 @@ class Check:
         )
         self.truth = Truth(options, sides.truth)
         self.judge = Judge(options, self.report)
+        self.judge.degrade = self.truth.degrade
         self.gradients = Gradients(sides, self.judge, self.report, options.param_map, self.context)
 
     # -- context for crashes and failures ------------------------------------
@@ -121,9 +123,11 @@ class Check:
             trial, options, context=self.context("building the inputs", trial, total, None)
         )
         if scaled_none:
+            what = "offset trial shifted" if trial.kind == "offset" else f"{trial.kind}-magnitude trial scaled"
             self.report.add_note(
-                f"the {trial.kind}-magnitude trial scaled no tensor: the builder gave every "
+                f"the {what} no tensor: the builder gave every "
                 "floating tensor an explicit low/high"
+                + (" that excludes 0" if trial.kind == "small" else "")
             )
         return args
 
@@ -140,6 +144,7 @@ class Check:
         problems = calls.problems + structure
         truth_args = calls.truth_args if calls.truth_args is not None else calls.ref_args
         truth_index = self.truth.index(calls.truth_out, truth_args, leaves)
+        self.judge.conditioning = self.conditioning(trial, total, calls, leaves, truth_index)
         for leaf in leaves:
             self.judge.leaf(leaf, truth_index, trial, problems)
         if options.check_grad and not structure:
@@ -150,11 +155,41 @@ class Check:
         # not be touched before them.
         if first and not structure:
             self.no_grad_run(trial, total, before_calls, calls.rng_seed, calls.ref_out, truth_index, problems)
+        self.judge.conditioning = None  # its perturbed runs are this trial's only
         if problems:
             notes = list(self.report.notes)
             if self.truth.degraded_note and self.truth.degraded_note not in notes:
                 notes.append(self.truth.degraded_note)
             self.fail(trial, total, passed_before, problems, pristine, notes)
+
+    def conditioning(
+        self, trial: Trial, total: int, calls: Calls, leaves: list[Leaf], truth_index: dict[str, Any]
+    ) -> Conditioning | None:
+        """The trial's perturbed truths, run only if a comparison fails the tight rules.
+
+        None where there is no float64 truth to perturb, or the reference
+        writes into its arguments (the perturbed runs would start from
+        written values).
+        """
+        import torch
+
+        from .bounds import bounds_for
+
+        sides, options = self.sides, self.options
+        side = sides.truth if sides.truth is not None else sides.reference
+        args = calls.truth_args if sides.truth is not None else calls.ref_args
+        if not truth_index or args is None or options.mutates:
+            return None
+        return Conditioning(
+            side,
+            args,
+            leaves,
+            trial_seed=trial.seed,
+            rng_seed=calls.rng_seed,
+            unit=bounds_for(options.dtype if options.dtype.is_floating_point else torch.float32).eps / 2,
+            check_grad=options.check_grad,
+            context=lambda a: lambda doing: self.context(doing + " (perturbed inputs)", trial, total, a),
+        )
 
     def call_sides(self, trial: Trial, total: int, pristine: Args, passed_before: int) -> Calls:
         """Each side on its own copies of the inputs, under the same RNG seed."""

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import with_context
 from ..inputs import Args, derive_seed, input_tensors
 from .compare import Leaf, pair
+from .conditioning import gradient_leaves
 from .copies import cotangent
 from .judge import Judge
 from .plan import Trial
@@ -52,13 +53,7 @@ class Gradients:
         import torch
 
         problems: list[Problem] = []
-        float_leaves = [
-            leaf
-            for leaf in leaves
-            if leaf.kind == "float"
-            and isinstance(leaf.reference, torch.Tensor)
-            and not leaf.path.endswith("after the call")
-        ]
+        float_leaves = gradient_leaves(leaves)
         if not float_leaves:
             return problems
         cots = [cotangent(leaf.reference, derive_seed(trial.seed, "cotangent", k)) for k, leaf in enumerate(float_leaves)]
@@ -96,43 +91,51 @@ class Gradients:
             g_t = g_r
             truth_params = ref_params
 
-        per_output: list[float] = []
+        per_output: list[tuple[float, float]] = []
         reach: list[set[int]] = []
 
-        def output_scales() -> list[float]:
-            # rms(cotangent) * max|output| per output: the size of what the
-            # backward pass pushes around, hence of its rounding noise.
+        def output_scales() -> list[tuple[float, float]]:
+            # (rms(v) * max|y|, ||v|| * ||y||, numel(y)) per output: the size
+            # of what the backward pass pushes around, hence of its rounding
+            # noise; the size a gradient of that output normally has; and
+            # over how many elements it is pushed.
             if not per_output:
                 for leaf, cot in zip(float_leaves, cots, strict=True):
                     y = truth_index.get(leaf.path, leaf.reference)
                     y = y.detach() if isinstance(y, torch.Tensor) else leaf.reference.detach()
-                    finite = y[torch.isfinite(y)]
-                    peak = float(finite.abs().max()) if finite.numel() else 0.0
-                    rms = float(cot.double().abs().pow(2).mean().sqrt()) if cot.numel() else 0.0
-                    per_output.append(rms * peak)
+                    finite = y[torch.isfinite(y)].double()
+                    v = cot.double()
+                    peak = float(finite.abs().max()) * float(v.square().mean().sqrt()) if finite.numel() and v.numel() else 0.0
+                    per_output.append((peak, float(finite.norm() * v.norm()), float(y.numel())))
                 reach.extend(_reachable_leaves([leaf.reference for leaf in float_leaves]))
             return per_output
 
-        def grad_scale_for(ref_leaf: Any) -> Callable[[], float]:
+        def grad_scale_for(ref_leaf: Any) -> Callable[[], tuple[float, float, float]]:
             """The noise scale for one input's gradient: over the outputs that depend on it.
 
-            A large output the input does not reach pushes no rounding noise
-            into its gradient, so it must not excuse that gradient. Where the
-            reference's graph does not show the input (a custom Function
-            hiding it, say), all outputs count.
+            (rms(v) * max|y| shared out over the input, that is times the
+            smaller of 1 and numel(y) / numel(x); ||v|| * ||y||; ||x||), the
+            largest over the outputs. A large output the input does not
+            reach pushes no rounding noise into its gradient, so it must not
+            excuse that gradient. Where the reference's graph does not show
+            the input (a custom Function hiding it, say), all outputs count.
             """
 
-            def scale() -> float:
+            def scale() -> tuple[float, float, float]:
                 scales = output_scales()
-                mine = [s for s, r in zip(scales, reach, strict=True) if id(ref_leaf) in r]
-                return max(mine or scales, default=0.0)
+                mine = [s for s, r in zip(scales, reach, strict=True) if id(ref_leaf) in r] or scales
+                known = isinstance(ref_leaf, torch.Tensor)
+                size = ref_leaf.numel() if known else 1
+                x_norm = float(ref_leaf.detach().double().norm()) if known else 0.0
+                share = max((p * min(1.0, n / max(size, 1)) for p, _, n in mine), default=0.0)
+                return share, max((m for _, m, _ in mine), default=0.0), x_norm
 
             return scale
 
         for (path, _), (_, ref_leaf), gc, gr, gt in zip(
             inputs_c, inputs_r, g_c[:n_in], g_r[:n_in], g_t[:n_in], strict=False
         ):
-            self._judge_grad(f"grad of {path}", gc, gr, gt, trial, problems, grad_scale_for(ref_leaf))
+            self._judge_grad(f"grad of {path}", gc, gr, gt, trial, problems, grad_scale_for(ref_leaf), f"grad of {path}")
 
         # Parameters, through the parameter map.
         if cand_params or ref_params:
@@ -155,7 +158,8 @@ class Gradients:
         gt: Any,
         trial: Trial,
         problems: list[Problem],
-        grad_scale: Callable[[], float] | None = None,
+        grad_scale: Callable[[], tuple[float, float, float]] | None = None,
+        spread_key: str | None = None,
     ) -> None:
         if gc is None and gr is None:
             return
@@ -177,7 +181,10 @@ class Gradients:
         problems += structure
         if structure:
             return
-        self.judge.values(path, gc, gr, gt if gt is not None else gr, trial, problems, is_output=False, grad_scale=grad_scale)
+        self.judge.values(
+            path, gc, gr, gt if gt is not None else gr, trial, problems,
+            is_output=False, grad_scale=grad_scale, spread_key=spread_key if gt is not None else None,
+        )  # fmt: skip
 
     def _param_grads(
         self,
@@ -186,8 +193,8 @@ class Gradients:
         cand: dict[str, Any],
         ref: dict[str, Any],
         truth: dict[str, Any],
-        ref_scales: dict[str, Callable[[], float]],
-        any_scale: Callable[[], float],
+        ref_scales: dict[str, Callable[[], tuple[float, float, float]]],
+        any_scale: Callable[[], tuple[float, float, float]],
     ) -> None:
         __tracebackhide__ = True
         import torch
@@ -210,6 +217,7 @@ class Gradients:
                 )
                 return
             expected = {n: ref[n] for n in shared}
+            keys = {n: n for n in shared}
             expected_truth = {n: truth.get(n) for n in shared}
             scales = {n: ref_scales[n] for n in shared}
             unmatched = sorted(n for n in ref if n not in expected)
@@ -220,6 +228,7 @@ class Gradients:
                 )
         elif isinstance(self.param_map, Mapping):  # its names were checked before any call
             expected = {c: ref[r] for c, r in self.param_map.items()}
+            keys = dict(self.param_map)
             expected_truth = {c: truth.get(r) for c, r in self.param_map.items()}
             scales = {c: ref_scales[r] for c, r in self.param_map.items()}
         else:
@@ -227,6 +236,7 @@ class Gradients:
                 expected = dict(self.param_map(ref))
                 expected_truth = dict(self.param_map(truth)) if truth is not ref else expected
             scales = {}  # repacked: which reference parameters feed which is unknown
+            keys = {}
             unknown = [k for k in expected if k not in cand]
             if unknown:
                 raise ValueError(f"param_map returned unknown candidate parameters {unknown}; candidate has {sorted(cand)}")
@@ -235,7 +245,7 @@ class Gradients:
                 continue
             self._judge_grad(
                 f"grad of parameter {name}", cand[name], expected[name], expected_truth.get(name), trial, problems,
-                scales.get(name, any_scale),
+                scales.get(name, any_scale), f"grad of parameter {keys[name]}" if name in keys else None,
             )
         self.report.parameter_gradients_compared = True
         missing = [n for n in cand if n not in expected]
