@@ -94,6 +94,7 @@ def bounds_for(*dtypes: torch.dtype) -> Bounds:
     )
 
 
+@functools.lru_cache(maxsize=16)
 def assert_close_defaults(dtype: torch.dtype) -> tuple[float, float]:
     """(atol, rtol) that torch.testing.assert_close uses for ``dtype``."""
     import torch

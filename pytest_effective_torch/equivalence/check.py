@@ -22,7 +22,7 @@ from ..inputs import Args, arg_label, arg_value, input_tensors, map_args
 from . import plan as plans
 from .compare import Leaf, pair
 from .conditioning import Conditioning
-from .copies import clone_layout, is_float, to_truth_dtype
+from .copies import Reused, clone_layout, is_float
 from .gradients import Gradients
 from .judge import Judge
 from .mutation import Snapshot, mutation_problems, snapshot
@@ -63,9 +63,11 @@ class Check:
             "float64" if options.separate_truth else "float64 reference (float64 is the working dtype)"
         )
         self.truth = Truth(options, sides.truth)
+        #: large copies and cotangents, refilled trial after trial
+        self.reused = Reused()
         self.judge = Judge(options, self.report)
         self.judge.degrade = self.truth.degrade
-        self.gradients = Gradients(sides, self.judge, self.report, options.param_map, self.context)
+        self.gradients = Gradients(sides, self.judge, self.report, options.param_map, self.context, self.reused)
 
     # -- context for crashes and failures ------------------------------------
 
@@ -194,7 +196,12 @@ class Check:
     def call_sides(self, trial: Trial, total: int, pristine: Args, passed_before: int) -> Calls:
         """Each side on its own copies of the inputs, under the same RNG seed."""
         __tracebackhide__ = True
+        import itertools
+
+        import torch
+
         from ..inputs import derive_seed
+        from .copies import to_truth_dtype
 
         options, sides = self.options, self.sides
         # Leaves that gradients are taken with respect to; declared-mutated
@@ -203,10 +210,20 @@ class Check:
             if options.check_grad and is_float(t) and key not in options.mutates and t.is_leaf:
                 t.requires_grad_(True)
         truth_args = None
+        slots = itertools.count()  # map_args visits the tensors in the same order every trial
         if sides.truth is not None:
             device = options.truth_device
-            truth_args = map_args(pristine, lambda t: to_truth_dtype(t, device).requires_grad_(t.requires_grad))
-        cand_args = map_args(pristine, lambda t: clone_layout(t).requires_grad_(t.requires_grad))
+
+            def truth_copy(t: torch.Tensor) -> torch.Tensor:
+                if not is_float(t) or t.device != device:
+                    return to_truth_dtype(t, device).requires_grad_(t.requires_grad)
+                wide = torch.complex128 if t.dtype.is_complex else torch.float64
+                return self.reused.copy(("truth", next(slots)), t, wide).requires_grad_(t.requires_grad)
+
+            truth_args = map_args(pristine, truth_copy)
+        cand_args = map_args(
+            pristine, lambda t: self.reused.copy(("candidate", next(slots)), t).requires_grad_(t.requires_grad)
+        )
         taken = snapshot(cand_args)
         rng_seed = derive_seed(trial.seed, "rng")
 

@@ -9,7 +9,7 @@ from ..errors import with_context
 from ..inputs import Args, derive_seed, input_tensors
 from .compare import Leaf, pair
 from .conditioning import gradient_leaves
-from .copies import cotangent
+from .copies import Reused, cotangent, is_float
 from .judge import Judge
 from .plan import Trial
 from .report import EquivalenceReport, Problem
@@ -29,6 +29,7 @@ class Gradients:
         report: EquivalenceReport,
         param_map: Any,
         context: Callable[[str, Trial, int, Args | None], str],
+        reused: Reused | None = None,
     ) -> None:
         self.cand = sides.candidate
         self.ref = sides.reference
@@ -37,6 +38,7 @@ class Gradients:
         self.report = report
         self.param_map = param_map
         self.context = context
+        self.reused = reused if reused is not None else Reused()
 
     def problems(
         self,
@@ -56,14 +58,17 @@ class Gradients:
         float_leaves = gradient_leaves(leaves)
         if not float_leaves:
             return problems
-        cots = [cotangent(leaf.reference, derive_seed(trial.seed, "cotangent", k)) for k, leaf in enumerate(float_leaves)]
+        cots = [
+            cotangent(leaf.reference, derive_seed(trial.seed, "cotangent", k), self._cotangent_buffer(k, leaf.reference))
+            for k, leaf in enumerate(float_leaves)
+        ]
         inputs_c = [(p, t) for _, p, t in input_tensors(cand_args) if t.requires_grad]
         inputs_r = [(p, t) for _, p, t in input_tensors(ref_args) if t.requires_grad]
 
         def grads(side: str, outs: list[Any], ins: list[torch.Tensor], dtype_cast: torch.dtype | None, args: Args | None) -> list[Any]:
             pairs = [
-                (o, g if dtype_cast is None else g.to(device=o.device, dtype=o.dtype))
-                for o, g in zip(outs, cots, strict=False)
+                (o, g if dtype_cast is None else self._cast(k, g, o))
+                for k, (o, g) in enumerate(zip(outs, cots, strict=False))
                 if isinstance(o, torch.Tensor) and o.requires_grad
             ]
             if not pairs or not ins:
@@ -149,6 +154,19 @@ class Gradients:
                 grad_scale_for(None),
             )
         return problems
+
+    def _cotangent_buffer(self, k: int, like: torch.Tensor) -> torch.Tensor | None:
+        """A reused buffer for output ``k``'s cotangent (large outputs on the CPU only)."""
+        if like.device.type != "cpu" or not is_float(like) or not like.is_contiguous():
+            return None
+        return self.reused.buffer(("cotangent", k), like)
+
+    def _cast(self, k: int, g: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        """Cotangent ``g`` in ``like``'s dtype and device (the truth's), in a reused buffer when large."""
+        if g.dtype == like.dtype and g.device == like.device:
+            return g
+        buf = self.reused.buffer(("cotangent truth", k), like) if like.is_contiguous() else None
+        return g.to(device=like.device, dtype=like.dtype) if buf is None else buf.copy_(g)
 
     def _judge_grad(
         self,

@@ -25,9 +25,14 @@ class Scratch:
 
     def __init__(self) -> None:
         self._buffers: dict[tuple[object, ...], torch.Tensor] = {}
+        #: the last view handed out per key (most calls ask for the same shape again)
+        self._views: dict[tuple[object, ...], torch.Tensor] = {}
 
     def _view(self, key: tuple[object, ...], like: torch.Tensor) -> torch.Tensor:
         """A reused buffer under ``key``, viewed as ``like``'s shape, dtype and device."""
+        view = self._views.get(key)
+        if view is not None and view.shape == like.shape:
+            return view
         buf = self._buffers.get(key)
         n = like.numel()
         if buf is None or buf.numel() < n:
@@ -35,14 +40,15 @@ class Scratch:
 
             buf = torch.empty(n, dtype=like.dtype, device=like.device)
             self._buffers[key] = buf
-        return buf[:n].view(like.shape)
+        view = self._views[key] = buf[:n].view(like.shape)
+        return view
 
     def diff(self, c: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """``c - t`` in t's dtype, written into a reused buffer."""
         out = self._view((t.dtype, t.device), t)
-        out.copy_(c)
-        out.sub_(t)
-        return out
+        # (copy, then subtract in place: torch.sub of mixed dtypes into
+        # ``out`` would allocate a float64 copy of ``c`` first)
+        return out.copy_(c).sub_(t)
 
     def square(self, x: torch.Tensor, slot: int = 0) -> torch.Tensor:
         """``x * x`` in another reused buffer (``diff`` holds the difference)."""
@@ -57,6 +63,7 @@ class Scratch:
     def release(self) -> None:
         """Drop every buffer (a check keeps them across its trials, not after)."""
         self._buffers.clear()
+        self._views.clear()
 
 
 #: Tensors above this many elements skip the slice rule: its passes would cost

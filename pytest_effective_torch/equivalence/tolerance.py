@@ -84,13 +84,13 @@ __all__ = [
 ]  # fmt: skip
 
 
-def _relative_ratio(d: torch.Tensor, t: torch.Tensor, bounds: Bounds, floor: float, scratch: Scratch) -> float:
-    """max_i |d_i| / (eps**(1/2) * |t_i| + floor), in reused buffers."""
+def _relative_ratio(d: torch.Tensor, t: torch.Tensor, relative: float, floor: float, scratch: Scratch) -> float:
+    """max_i |d_i| / (relative * |t_i| + floor), in reused buffers."""
     import torch
 
     if d.is_complex():
-        return float((d.abs() / (bounds.elementwise * t.abs() + floor)).max())
-    allowed = torch.abs(t, out=scratch.like(t, 0)).mul_(bounds.elementwise).add_(floor)
+        return float((d.abs() / (relative * t.abs() + floor)).max())
+    allowed = torch.abs(t, out=scratch.like(t, 0)).mul_(relative).add_(floor)
     error = torch.abs(d, out=scratch.like(d, 1))
     return float(error.div_(allowed).max())
 
@@ -137,12 +137,24 @@ def judge(
 
     # Fast path: three reductions and one transfer of three scalars. Finite
     # norms prove every element of c, r and t finite, so no masks are needed.
-    n_t = _norm(t)
-    n_c = _norm(d)
-    n_r_own = _norm(r.float() if r.dtype in (torch.float16, torch.bfloat16) else r)
-    values = torch.stack([n_t.real.double(), n_c.double(), n_r_own.double()]).tolist()
-    nt, nc, _ = values
-    all_finite = all(math.isfinite(v) for v in values)
+    vector_norm = torch.linalg.vector_norm
+    n_t = vector_norm(t)
+    n_c = vector_norm(d)
+    # (only its finiteness is used: a finite half-precision reference must
+    # not overflow its own norm, so those are summed in float32)
+    n_r_own = vector_norm(r.float() if r.dtype in (torch.float16, torch.bfloat16) else r)
+    norms = [n_t, n_c, n_r_own.double()]
+    fused = n <= SLICE_RULE_MAX_ELEMENTS and not d.is_complex() and not tolerance.user
+    if fused:
+        # Small tensors: the strict per-element ratio (below) rides along in
+        # the same transfer; its unit comes from ||t|| without a round trip.
+        unit_t = n_t * (KAPPA * bounds.eps / math.sqrt(n)) + bounds.floor
+        allowed = torch.add(unit_t, torch.abs(t, out=scratch.like(t, 0)), alpha=bounds.normwise, out=scratch.like(t, 0))
+        low, high = torch.aminmax(torch.div(d, allowed, out=scratch.like(d, 1)))
+        norms.append(torch.maximum(-low, high))
+    values = torch.stack(norms).tolist()
+    nt, nc = values[0], values[1]
+    all_finite = all(math.isfinite(v) for v in values[:3])
     max_error: list[float] = []
 
     def mc_at_most(limit: float) -> float:
@@ -168,14 +180,25 @@ def judge(
         allowed_n = max(bounds.normwise * nt, bounds.floor * math.sqrt(n))
         floor_e = bounds.element_floor * s + bounds.floor
         if nc <= allowed_n:
-            # The floor alone bounds the ratio from above; near it, the
-            # relative part is measured too (so the report says how close).
-            mc = mc_at_most(floor_e / 4)
-            ratio_e = mc / floor_e if mc <= floor_e / 4 else _relative_ratio(d, t, bounds, floor_e, scratch)
-            # Slices: no element error above every slice's floor means no slice
-            # can fail (one cached max, usually already known); else look closer.
+            # One pass usually settles both the elementwise and the slice rule:
+            # |d_i| <= (eps**(2/3) |t_i| + unit) / 2 for every element gives
+            # every slice ||d||_s <= max(eps**(2/3) ||t||_s, unit sqrt(n_s)), and
+            # it is stricter than the elementwise rule. Only when it fails are
+            # the two rules applied one by one.
             unit = bounds.floor + KAPPA * bounds.eps * s
-            if ratio_e <= 1 and (mc_at_most(unit) <= unit or slices_ok(d, t, bounds, s, nc, scratch)):
+            looser = max(bounds.normwise / bounds.elementwise, unit / floor_e)
+            if fused:
+                strict = 2 * values[3]
+            else:
+                mc = mc_at_most(unit / 2)
+                strict = 2 * mc / unit if mc <= unit / 2 else 2 * _relative_ratio(d, t, bounds.normwise, unit, scratch)
+            if strict <= 1:
+                slices_pass, ratio_e = True, strict * looser / 2
+            else:
+                mc = mc_at_most(floor_e / 4)
+                ratio_e = mc / floor_e if mc <= floor_e / 4 else _relative_ratio(d, t, bounds.elementwise, floor_e, scratch)
+                slices_pass = ratio_e <= 1 and slices_ok(d, t, bounds, s, nc, scratch)
+            if ratio_e <= 1 and slices_pass:
                 rel = nc / nt if nt else nc
                 return Verdict(
                     ok=True,
