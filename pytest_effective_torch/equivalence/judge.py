@@ -9,6 +9,7 @@ problems.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -19,7 +20,7 @@ from .options import CheckOptions
 from .plan import Trial
 from .report import EquivalenceReport, Problem, value_problem
 from .slices import SLICE_RULE_MAX_ELEMENTS, Scratch
-from .tolerance import GRADIENT_NOISE, assert_close_defaults, bounds_for, judge
+from .tolerance import GRADIENT_NOISE, Bounds, assert_close_defaults, bounds_for, judge
 
 if TYPE_CHECKING:
     import torch
@@ -77,7 +78,9 @@ class Judge:
         import torch
 
         options, report = self.options, self.report
-        t = t.to(torch.complex128 if (t.dtype.is_complex or c.dtype.is_complex) else torch.float64)
+        wide = torch.complex128 if (t.dtype.is_complex or c.dtype.is_complex) else torch.float64
+        if t.dtype != wide:
+            t = t.to(wide)
         if t.ndim >= 2 and t.numel() > SLICE_RULE_MAX_ELEMENTS and not options.tolerance.user:
             report.add_note(
                 f"tensors over {SLICE_RULE_MAX_ELEMENTS} elements were judged without the slice rule "
@@ -88,7 +91,7 @@ class Judge:
         if grad_scale is not None:
             # A gradient element is a sum over every path from the outputs:
             # it may lose its digits to cancellation at the gradient's scale.
-            bounds = dataclasses.replace(bounds, element_floor=bounds.elementwise)
+            bounds = _gradient_bounds(bounds)
             scale = grad_scale
 
             def noise_floor(nt: float) -> tuple[float, bool]:
@@ -121,7 +124,17 @@ class Judge:
                 scratch=self.scratch, noise_floor=noise_floor, spread=spread,
             )  # fmt: skip
 
+        if callable(r):  # a reference gradient computed only when a comparison needs it
+            later = r
+
+            def r_now() -> torch.Tensor:
+                value = later()
+                return t.to(c.dtype) if value is None else value.detach()
+
+            r = _Deferred(r_now)
         verdict = against(t)
+        if isinstance(r, _Deferred) and (not verdict.ok or verdict.reference_off is not None):
+            r = r()
         if not verdict.ok and conditioning is not None and self._coarse(conditioning):
             # The "truth" is the reference's own lower-precision result: judge
             # against the reference at the precision it really computes in.
@@ -171,3 +184,22 @@ class Judge:
                     "(it computes in float32 or coarser inside)"
                 )
         return self.reference_precision is not None
+
+
+class _Deferred:
+    """A tensor computed on first call, once (the judge's slow path asks for it)."""
+
+    def __init__(self, compute: Callable[[], Any]) -> None:
+        self.compute = compute
+        self.value: Any = None
+
+    def __call__(self) -> Any:
+        if self.value is None:
+            self.value = self.compute()
+        return self.value
+
+
+@functools.lru_cache(maxsize=16)
+def _gradient_bounds(bounds: Bounds) -> Bounds:
+    """``bounds`` with the elementwise floor of gradients, ``eps**(1/2) * rms(t)``."""
+    return dataclasses.replace(bounds, element_floor=bounds.elementwise)

@@ -97,7 +97,7 @@ def _relative_ratio(d: torch.Tensor, t: torch.Tensor, relative: float, floor: fl
 
 def judge(
     c: torch.Tensor,
-    r: torch.Tensor,
+    r: torch.Tensor | Callable[[], torch.Tensor],
     t: torch.Tensor,
     *,
     bounds: Bounds,
@@ -127,8 +127,10 @@ def judge(
     """
     import torch
 
+    deferred = callable(r)  # a reference computed only if the slow path needs it
     if t.device != c.device:  # truth computed on the CPU (device without float64)
-        c, r = c.to(t.device), r.to(t.device)
+        c = c.to(t.device)
+        r = r if deferred else r.to(t.device)
     n = t.numel()
     if n == 0:
         return Verdict(ok=True)
@@ -142,9 +144,12 @@ def judge(
     n_c = vector_norm(d)
     # (only its finiteness is used: a finite half-precision reference must
     # not overflow its own norm, so those are summed in float32)
-    n_r_own = vector_norm(r.float() if r.dtype in (torch.float16, torch.bfloat16) else r)
+    n_r_own = n_t if deferred else vector_norm(r.float() if r.dtype in (torch.float16, torch.bfloat16) else r)
     norms = [n_t, n_c, n_r_own.double()]
-    fused = n <= SLICE_RULE_MAX_ELEMENTS and not d.is_complex() and not tolerance.user
+    # (a gradient's elements may cancel down to its rms, so the strict pass
+    # would only fail there: gradients go straight to the rules one by one)
+    strict_first = bounds.element_floor < bounds.elementwise
+    fused = strict_first and n <= SLICE_RULE_MAX_ELEMENTS and not d.is_complex() and not tolerance.user
     if fused:
         # Small tensors: the strict per-element ratio (below) rides along in
         # the same transfer; its unit comes from ||t|| without a round trip.
@@ -189,6 +194,8 @@ def judge(
             looser = max(bounds.normwise / bounds.elementwise, unit / floor_e)
             if fused:
                 strict = 2 * values[3]
+            elif not strict_first:
+                strict = math.inf
             else:
                 mc = mc_at_most(unit / 2)
                 strict = 2 * mc / unit if mc <= unit / 2 else 2 * _relative_ratio(d, t, bounds.normwise, unit, scratch)
@@ -207,4 +214,6 @@ def judge(
                     allowed=allowed_n / nt if nt else allowed_n,
                     rule="normwise relative",
                 )
+    if deferred:
+        r = r().to(t.device)
     return judge_slow(c, r, t, d, bounds, tolerance, user_defaults, noise_floor, spread)
