@@ -47,22 +47,16 @@ class Reused:
         self._buffers: dict[tuple[object, ...], torch.Tensor] = {}
 
     def buffer(self, key: tuple[object, ...], like: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor | None:
-        """A buffer with ``like``'s shape, strides and offset (in ``dtype``), or None when small."""
+        """A contiguous buffer shaped like ``like`` (in ``dtype``), or None when small or strided."""
         import torch
 
-        if like.numel() < self.MIN_ELEMENTS:
-            return None
+        if like.numel() < self.MIN_ELEMENTS or not like.is_contiguous():
+            return None  # (the one non-contiguous trial would only keep its buffers alive longer)
         dtype = like.dtype if dtype is None else dtype
         full = (key, tuple(like.shape), like.stride(), like.storage_offset(), dtype, like.device)
         buf = self._buffers.get(full)
         if buf is None:
-            if like.is_contiguous():
-                buf = torch.empty(like.shape, dtype=dtype, device=like.device)
-            else:
-                extent = 1 + sum((s - 1) * st for s, st in zip(like.shape, like.stride(), strict=False))
-                base = torch.empty(like.storage_offset() + extent, dtype=dtype, device=like.device)
-                buf = base.as_strided(like.shape, like.stride(), like.storage_offset())
-            self._buffers[full] = buf
+            buf = self._buffers[full] = torch.empty(like.shape, dtype=dtype, device=like.device)
         return buf.detach()  # a new leaf over the same memory
 
     def copy(self, key: tuple[object, ...], t: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
