@@ -6,15 +6,16 @@ are finite, ``s`` the spread of the truth under perturbed inputs
 (:mod:`.conditioning`) and ``U`` the gradient noise floor, the candidate
 passes when
 
-* every element: ``|d_i| <= max(eps**(1/2) * |t_i| + f * rms(t),  4 * |r_i - t_i|,  4 * (s_i + rms(s)),  U)``
-* normwise:      ``||d|| <= max(eps**(2/3) * ||t||,  4 * ||r - t||,  4 * ||s||)``,
+* every element: ``|d_i| <= max(eps**(1/2) * |t_i| + f * rms(t),  4 * |r_i - t_i|,  C * (s_i + rms(s)),  U)``
+* normwise:      ``||d|| <= max(eps**(2/3) * ||t||,  4 * ||r - t||,  C * ||s||)``,
   unless the truth is near zero: ``U * sqrt(n) >= eps**(2/3) * ||t||``
   (a gradient below the rounding noise of its own backward pass), where
   passing every element's rule is enough;
 * every slice: the slice rule of :mod:`.slices` with the same terms.
 
-The spread is computed only when the rules without it fail. Non-finite
-values are judged first (see :mod:`.tolerance`).
+with ``C = min(32, eps**(-1/3))`` (:data:`.bounds.CONDITIONING`). The
+spread is computed only when the rules without it fail. Non-finite values
+are judged first (see :mod:`.tolerance`).
 """
 
 from __future__ import annotations

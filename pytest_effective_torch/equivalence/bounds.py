@@ -17,7 +17,8 @@ if TYPE_CHECKING:
 #: Above this normwise relative distance from the truth, the reference's own
 #: error stops being a yardstick (see Verdict.reference_off).
 SUSPECT = 0.5
-#: Gradient noise floor, in units of eps * max|cotangent| * max|output|.
+#: Gradient noise floor, in units of eps * rms(cotangent) * max|output| shared out
+#: over the input (times min(1, numel(output) / numel(input))).
 GRADIENT_NOISE = 64.0
 NORMWISE_EXPONENT = 2.0 / 3.0
 #: Relative accuracy demanded of every element: eps**(1/2) ...
