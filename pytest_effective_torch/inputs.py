@@ -120,7 +120,12 @@ class Maker:
 
     ``scale`` multiplies floating tensors whose ``low`` and ``high`` were both
     left out: the correctness engine uses it for large- and small-magnitude
-    trials. Tensors given an explicit domain keep it.
+    trials. Tensors given an explicit domain keep it, except that a scale
+    below 1 shrinks a declared interval that contains 0 toward 0
+    (``[low * scale, high * scale]``): an op with a restricted domain meets
+    small inputs inside it. An interval that excludes 0 keeps its bounds.
+    ``offset`` is added to floating tensors whose ``low`` and ``high`` were
+    both left out (the engine's offset trial: data far from zero).
 
     >>> import torch
     >>> from pytest_effective_torch import Maker
@@ -142,6 +147,7 @@ class Maker:
         seed: int = 0,
         *,
         scale: float | None = None,
+        offset: float | None = None,
     ) -> None:
         import torch
 
@@ -149,6 +155,7 @@ class Maker:
         self.dtype = torch.float32 if dtype is None else dtype
         self.seed = int(seed)
         self.scale = scale
+        self.offset = offset
         self.calls = 0
         #: (tensor, scaled) for every tensor made, in order.
         self.made: list[tuple[torch.Tensor, bool]] = []
@@ -172,7 +179,16 @@ class Maker:
         floating = dtype.is_floating_point or dtype.is_complex
         if dtype != torch.bool and not floating and low is None:
             low = 0
-        scaled = floating and self.scale is not None and low is None and high is None
+        default_range = floating and low is None and high is None
+        scale = self.scale if floating else None
+        if scale is not None and not default_range:
+            # A declared domain is kept, but one that contains 0 shrinks
+            # toward 0 in the small-magnitude trial (make_tensor's default
+            # bounds are -9 and 9 when one of them is left out).
+            lo, hi = (-9.0 if low is None else low), (9.0 if high is None else high)
+            if not (scale < 1 and lo <= 0 <= hi):
+                scale = None
+        scaled = scale is not None or (default_range and self.offset is not None)
         call_seed = derive_seed(self.seed, "make", self.calls)
         self.calls += 1
         with torch.random.fork_rng(devices=[]):
@@ -188,8 +204,10 @@ class Maker:
                 high=high,
                 exclude_zero=exclude_zero,
             )
-        if scaled:
-            tensor = tensor * self.scale
+        if scale is not None:
+            tensor.mul_(scale)  # in place: a fresh large tensor costs page faults
+        if default_range and self.offset is not None:
+            tensor.add_(self.offset)
         tensor = _to_device(tensor, self.device)
         if requires_grad:
             tensor.requires_grad_(True)
@@ -200,6 +218,7 @@ class Maker:
         return (
             f"Maker(device={str(self.device)!r}, dtype={self.dtype}, seed={self.seed}"
             + (f", scale={self.scale:g}" if self.scale is not None else "")
+            + (f", offset={self.offset:g}" if self.offset is not None else "")
             + ")"
         )
 

@@ -40,7 +40,7 @@ def test_a_matmul_written_as_broadcast_multiply_sum_passes_with_k_1024():
         return (a[:, :, None] * b[None, :, :]).sum(1)
 
     report = assert_same_as_reference(candidate, torch.matmul, lambda make: (make(8, 1024), make(1024, 8)))
-    assert len(report.gradients) == 12
+    assert len(report.gradients) == 14
     assert report.worst.ratio < 0.5
 
 
@@ -51,7 +51,7 @@ def test_a_stable_softmax_rewrite_passes_in_every_float_dtype(dtype):
         return e / e.sum(-1, keepdim=True)
 
     report = assert_same_as_reference(candidate, lambda x: torch.softmax(x, -1), lambda make: (make(5, 12),), dtype=dtype)
-    assert report.kinds == ["random", "random", "random", "layout", "large", "small"]
+    assert report.kinds == ["random", "random", "random", "layout", "large", "small", "offset"]
 
 
 # --- the report ----------------------------------------------------------------------
@@ -61,7 +61,7 @@ def test_the_report_says_what_was_checked_and_how_close_it_came():
     report = assert_same_as_reference(lambda x: x * 2, lambda x: x + x, lambda make: (make(3, 4),))
     text = str(report)
     assert text.startswith(
-        "6 trials (random x3, layout, large, small); 7 output and 6 gradient comparisons against the float64 truth"
+        "7 trials (random x3, layout, large, small, offset); 8 output and 7 gradient comparisons against the float64 truth"
     )
     assert "worst: " in text and "% of its allowance" in text
     assert report.outputs[0] == "output (trial 1)"
@@ -80,7 +80,7 @@ def test_tuple_inputs_are_checked_as_given_and_re_laid_out_without_being_touched
 
 def test_big_inputs_run_one_random_trial_and_say_so():
     report = assert_same_as_reference(lambda x: x * 2, lambda x: x + x, lambda make: (make(1100, 1000),), check_grad=False)
-    assert report.kinds == ["random", "layout", "large", "small"]
+    assert report.kinds == ["random", "layout", "large", "small", "offset"]
     assert any("1 random trial instead of 3" in note for note in report.notes)
 
 
@@ -270,7 +270,7 @@ def test_a_builder_that_raises_keeps_its_exception_with_the_trial_attached():
 
     error, context = crash(ValueError, lambda: assert_same_as_reference(torch.sin, torch.sin, inputs))
     assert str(error) == "no data"
-    assert "while building the inputs in trial 1 of 6 (random values)" in context
+    assert "while building the inputs in trial 1 of 7 (random values)" in context
 
 
 def test_a_candidate_that_raises_gets_the_trial_shapes_and_rerun_line():
@@ -280,7 +280,7 @@ def test_a_candidate_that_raises_gets_the_trial_shapes_and_rerun_line():
     _, notes = crash(
         ZeroDivisionError, lambda: assert_same_as_reference(candidate, torch.sin, lambda make: (make(6, 10),), seed=5)
     )
-    assert "while running the candidate in trial 1 of 6 (random values)" in notes
+    assert "while running the candidate in trial 1 of 7 (random values)" in notes
     assert "inputs: input 0: shape (6, 10), float32, cpu" in notes
     assert "rerun: assert_same_as_reference(candidate, reference, inputs, device='cpu', dtype=torch.float32, seed=5)" in notes
 
@@ -355,7 +355,7 @@ def test_and_its_error_then_excuses_nothing():
 
 def test_the_number_of_random_trials_is_configurable():
     report = assert_same_as_reference(torch.sin, torch.sin, lambda make: (make(3),), trials=1)
-    assert report.kinds == ["random", "layout", "large", "small"]
+    assert report.kinds == ["random", "layout", "large", "small", "offset"]
 
 
 def test_complex_outputs_and_gradients_are_judged_too():

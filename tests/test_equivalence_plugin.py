@@ -64,7 +64,7 @@ def test_a_failure_ends_with_a_rerun_line_naming_the_seed_device_and_dtype(pytes
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(
         [
-            "*CheckFailed: candidate differs from reference: 2 problems in trial 5 of 6 (large magnitude)*",
+            "*CheckFailed: candidate differs from reference: 2 problems in trial 5 of 7 (large magnitude)*",
             "*candidate is non-finite where the reference is finite*",
             "*rerun: pytest 'test_a_failure_ends_with_a_rerun_line_naming_the_seed_device_and_dtype.py"
             "::test_unstable?cpu-float32?' --effective-torch-seed=7 --effective-torch-device=cpu "

@@ -86,7 +86,7 @@ def assert_same_as_reference(
     ...     stable_softmax, lambda x: torch.softmax(x, -1), lambda make: (make(8, 10),)
     ... )
     >>> len(report.trials)
-    6
+    7
     """
     __tracebackhide__ = True
     try:

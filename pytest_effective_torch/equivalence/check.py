@@ -21,7 +21,8 @@ from ..formatting import describe_tensor
 from ..inputs import Args, arg_label, arg_value, input_tensors, map_args
 from . import plan as plans
 from .compare import Leaf, pair
-from .copies import clone_layout, is_float, to_truth_dtype
+from .conditioning import Conditioning
+from .copies import Reused, clone_layout, is_float
 from .gradients import Gradients
 from .judge import Judge
 from .mutation import Snapshot, mutation_problems, snapshot
@@ -63,8 +64,11 @@ class Check:
             "float64" if options.separate_truth else "float64 reference (float64 is the working dtype)"
         )
         self.truth = Truth(options, sides.truth)
+        #: large copies and cotangents, refilled trial after trial
+        self.reused = Reused()
         self.judge = Judge(options, self.report)
-        self.gradients = Gradients(sides, self.judge, self.report, options.param_map, self.context)
+        self.judge.degrade = self.truth.degrade
+        self.gradients = Gradients(sides, self.judge, self.report, options.param_map, self.context, self.reused)
 
     # -- context for crashes and failures ------------------------------------
 
@@ -136,9 +140,11 @@ class Check:
             trial, options, context=self.context("building the inputs", trial, total, None)
         )
         if scaled_none:
+            what = "offset trial shifted" if trial.kind == "offset" else f"{trial.kind}-magnitude trial scaled"
             self.report.add_note(
-                f"the {trial.kind}-magnitude trial scaled no tensor: the builder gave every "
+                f"the {what} no tensor: the builder gave every "
                 "floating tensor an explicit low/high"
+                + (" that excludes 0" if trial.kind == "small" else "")
             )
         return args
 
@@ -180,22 +186,60 @@ class Check:
         problems = calls.problems + structure
         truth_args = calls.truth_args if calls.truth_args is not None else calls.ref_args
         truth_index = self.truth.index(calls.truth_out, truth_args, leaves)
-        for leaf in leaves:
-            self.judge.leaf(leaf, truth_index, trial, problems)
-        if options.check_grad and not structure:
-            problems += self.gradients.problems(
-                trial, total, leaves, truth_index, calls.cand_args, calls.ref_args, calls.truth_args
-            )
-        # After the backward passes: module buffers saved for backward must
-        # not be touched before them.
-        if passed_before == 0 and not structure:
-            self.no_grad_run(trial, total, before_calls, calls.rng_seed, calls.ref_out, truth_index, problems)
+        self.judge.conditioning = self.conditioning(trial, total, calls, leaves, truth_index)
+        try:
+            for leaf in leaves:
+                self.judge.leaf(leaf, truth_index, trial, problems)
+            if options.check_grad and not structure:
+                problems += self.gradients.problems(
+                    trial, total, leaves, truth_index, calls.cand_args, calls.ref_args, calls.truth_args
+                )
+            # After the backward passes: module buffers saved for backward must
+            # not be touched before them.
+            if passed_before == 0 and not structure:
+                self.no_grad_run(trial, total, before_calls, calls.rng_seed, calls.ref_out, truth_index, problems)
+        finally:
+            self.judge.conditioning = None  # its perturbed runs are this trial's only
         return problems
+
+    def conditioning(
+        self, trial: Trial, total: int, calls: Calls, leaves: list[Leaf], truth_index: dict[str, Any]
+    ) -> Conditioning | None:
+        """The trial's perturbed truths, run only if a comparison fails the tight rules.
+
+        None where there is no float64 truth to perturb, or the reference
+        writes into its arguments (the perturbed runs would start from
+        written values).
+        """
+        import torch
+
+        from .bounds import bounds_for
+
+        sides, options = self.sides, self.options
+        side = sides.truth if sides.truth is not None else sides.reference
+        args = calls.truth_args if sides.truth is not None else calls.ref_args
+        if not truth_index or args is None or options.mutates:
+            return None
+        return Conditioning(
+            side,
+            args,
+            leaves,
+            trial_seed=trial.seed,
+            rng_seed=calls.rng_seed,
+            unit=bounds_for(options.dtype if options.dtype.is_floating_point else torch.float32).eps / 2,
+            check_grad=options.check_grad,
+            context=lambda a: lambda doing: self.context(doing + " (perturbed inputs)", trial, total, a),
+        )
 
     def call_sides(self, trial: Trial, total: int, pristine: Args, passed_before: int) -> Calls:
         """Each side on its own copies of the inputs, under the same RNG seed."""
         __tracebackhide__ = True
+        import itertools
+
+        import torch
+
         from ..inputs import derive_seed
+        from .copies import to_truth_dtype
 
         options, sides = self.options, self.sides
         # Leaves that gradients are taken with respect to; declared-mutated
@@ -204,10 +248,20 @@ class Check:
             if options.check_grad and is_float(t) and key not in options.mutates and t.is_leaf:
                 t.requires_grad_(True)
         truth_args = None
+        slots = itertools.count()  # map_args visits the tensors in the same order every trial
         if sides.truth is not None:
             device = options.truth_device
-            truth_args = map_args(pristine, lambda t: to_truth_dtype(t, device).requires_grad_(t.requires_grad))
-        cand_args = map_args(pristine, lambda t: clone_layout(t).requires_grad_(t.requires_grad))
+
+            def truth_copy(t: torch.Tensor) -> torch.Tensor:
+                if not is_float(t) or t.device != device:
+                    return to_truth_dtype(t, device).requires_grad_(t.requires_grad)
+                wide = torch.complex128 if t.dtype.is_complex else torch.float64
+                return self.reused.copy(("truth", next(slots)), t, wide).requires_grad_(t.requires_grad)
+
+            truth_args = map_args(pristine, truth_copy)
+        cand_args = map_args(
+            pristine, lambda t: self.reused.copy(("candidate", next(slots)), t).requires_grad_(t.requires_grad)
+        )
         taken = snapshot(cand_args)
         rng_seed = derive_seed(trial.seed, "rng")
 

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 from .. import tree
 from ..formatting import describe_tensor, fmt
+from .bounds import unravel
 from .report import Problem
-from .tolerance import unravel
 
 if TYPE_CHECKING:
     import torch

@@ -9,6 +9,8 @@ if TYPE_CHECKING:
 
 #: Period of the tiled random cotangent: prime, so it lines up with no power-of-two shape.
 _COTANGENT_PERIOD = 4093
+#: Up to this many elements (on the CPU) the cotangent is drawn whole.
+_COTANGENT_FULL = 1 << 16
 
 
 def clone_layout(t: torch.Tensor) -> torch.Tensor:
@@ -24,6 +26,45 @@ def clone_layout(t: torch.Tensor) -> torch.Tensor:
         out.copy_(t.detach())
         out = out.detach()
     return out
+
+
+class Reused:
+    """The engine's own large copies, written into the same buffers trial after trial.
+
+    A fresh allocation of a large tensor is fresh pages from the OS (glibc
+    maps each allocation over 32 MiB anew, and unmaps it when freed): a
+    16M-element check spent more time in page faults than in arithmetic.
+    The sides' copies of the inputs and the cotangents are the engine's own,
+    and nothing holds them once a trial is over, so each trial refills the
+    buffers of the last one. Tensors under :data:`MIN_ELEMENTS` are left to
+    the allocator.
+    """
+
+    #: Below this many elements a fresh allocation costs less than keeping a buffer.
+    MIN_ELEMENTS = 1 << 20
+
+    def __init__(self) -> None:
+        self._buffers: dict[tuple[object, ...], torch.Tensor] = {}
+
+    def buffer(self, key: tuple[object, ...], like: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor | None:
+        """A contiguous buffer shaped like ``like`` (in ``dtype``), or None when small or strided."""
+        import torch
+
+        if like.numel() < self.MIN_ELEMENTS or not like.is_contiguous():
+            return None  # (the one non-contiguous trial would only keep its buffers alive longer)
+        dtype = like.dtype if dtype is None else dtype
+        full = (key, tuple(like.shape), like.stride(), like.storage_offset(), dtype, like.device)
+        buf = self._buffers.get(full)
+        if buf is None:
+            buf = self._buffers[full] = torch.empty(like.shape, dtype=dtype, device=like.device)
+        return buf.detach()  # a new leaf over the same memory
+
+    def copy(self, key: tuple[object, ...], t: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
+        """``t``'s values in a reused buffer (same layout; ``dtype`` if given), or a fresh copy when small."""
+        buf = self.buffer(key, t, dtype)
+        if buf is None:
+            return clone_layout(t) if dtype is None else t.detach().to(dtype=dtype, copy=True)
+        return buf.copy_(t.detach())
 
 
 def is_float(t: torch.Tensor) -> bool:
@@ -53,22 +94,34 @@ def same_values(a: torch.Tensor, b: torch.Tensor) -> bool:
     return False
 
 
-def cotangent(like: torch.Tensor, seed: int) -> torch.Tensor:
+def cotangent(like: torch.Tensor, seed: int, out: torch.Tensor | None = None) -> torch.Tensor:
     """A seeded random cotangent: a block of random values tiled over the output.
 
     Drawing a full-size random tensor costs more than a memory-bound op's
     backward; a short prime-period block is as good at exposing a wrong
-    gradient and costs one copy.
+    gradient and costs one copy (into ``out``, a contiguous buffer of the
+    cotangent's shape and dtype, when given).
     """
     import torch
 
     n = like.numel()
     gen = torch.Generator(device="cpu").manual_seed(seed)
+    dtype = like.dtype if like.dtype in (torch.float32, torch.float64) else torch.float32
+    if n <= _COTANGENT_FULL and like.device.type == "cpu":
+        # Small: one draw of the whole cotangent costs less than tiling a block.
+        out = torch.empty(like.shape, dtype=dtype).uniform_(-1, 1, generator=gen)
+        return out if dtype == like.dtype or not is_float(like) else out.to(like.dtype)
     block = torch.empty(min(n, _COTANGENT_PERIOD)).uniform_(-1, 1, generator=gen)
     block = block.to(device=like.device, dtype=like.dtype if is_float(like) else torch.float32)
     if n <= _COTANGENT_PERIOD:
         return block.reshape(like.shape)
     reps = -(-n // _COTANGENT_PERIOD)
+    if out is not None and out.is_contiguous() and out.dtype == block.dtype:
+        flat = out.view(-1)
+        whole = (n // _COTANGENT_PERIOD) * _COTANGENT_PERIOD
+        flat[:whole].view(-1, _COTANGENT_PERIOD).copy_(block)  # broadcast: no tiled temporary
+        flat[whole:].copy_(block[: n - whole])
+        return out
     return block.repeat(reps)[:n].reshape(like.shape)
 
 

@@ -18,8 +18,8 @@ from .. import tree
 from ..errors import CheckFailed, with_context
 from ..formatting import fmt
 from ..inputs import Args, Inputs, Maker, arg_items, arg_label, build, map_args
+from .bounds import unravel
 from .options import check_callable, check_device, check_inputs, check_seed
-from .tolerance import unravel
 
 if TYPE_CHECKING:
     import torch

@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, Any
 from ..errors import with_context
 from ..inputs import Args, derive_seed, input_tensors
 from .compare import Leaf, pair
-from .copies import cotangent
+from .conditioning import gradient_leaves
+from .copies import Reused, cotangent, is_float
 from .judge import Judge
 from .plan import Trial
 from .report import EquivalenceReport, Problem
@@ -28,6 +29,7 @@ class Gradients:
         report: EquivalenceReport,
         param_map: Any,
         context: Callable[[str, Trial, int, Args | None], str],
+        reused: Reused | None = None,
     ) -> None:
         self.cand = sides.candidate
         self.ref = sides.reference
@@ -36,6 +38,7 @@ class Gradients:
         self.report = report
         self.param_map = param_map
         self.context = context
+        self.reused = reused if reused is not None else Reused()
 
     def problems(
         self,
@@ -52,23 +55,20 @@ class Gradients:
         import torch
 
         problems: list[Problem] = []
-        float_leaves = [
-            leaf
-            for leaf in leaves
-            if leaf.kind == "float"
-            and isinstance(leaf.reference, torch.Tensor)
-            and not leaf.path.endswith("after the call")
-        ]
+        float_leaves = gradient_leaves(leaves)
         if not float_leaves:
             return problems
-        cots = [cotangent(leaf.reference, derive_seed(trial.seed, "cotangent", k)) for k, leaf in enumerate(float_leaves)]
+        cots = [
+            cotangent(leaf.reference, derive_seed(trial.seed, "cotangent", k), self._cotangent_buffer(k, leaf.reference))
+            for k, leaf in enumerate(float_leaves)
+        ]
         inputs_c = [(p, t) for _, p, t in input_tensors(cand_args) if t.requires_grad]
         inputs_r = [(p, t) for _, p, t in input_tensors(ref_args) if t.requires_grad]
 
         def grads(side: str, outs: list[Any], ins: list[torch.Tensor], dtype_cast: torch.dtype | None, args: Args | None) -> list[Any]:
             pairs = [
-                (o, g if dtype_cast is None else g.to(device=o.device, dtype=o.dtype))
-                for o, g in zip(outs, cots, strict=False)
+                (o, g if dtype_cast is None else self._cast(k, g, o))
+                for k, (o, g) in enumerate(zip(outs, cots, strict=False))
                 if isinstance(o, torch.Tensor) and o.requires_grad
             ]
             if not pairs or not ins:
@@ -85,9 +85,18 @@ class Gradients:
         cand_params = self.cand.params
         ref_params = self.ref.params
         g_c = grads("candidate", [leaf.candidate for leaf in float_leaves], [t for _, t in inputs_c] + [p for _, p in cand_params], None, cand_args)
-        g_r = grads("reference", [leaf.reference for leaf in float_leaves], [t for _, t in inputs_r] + [p for _, p in ref_params], None, ref_args)
+
+        def reference_grads() -> list[Any]:
+            return grads("reference", [leaf.reference for leaf in float_leaves], [t for _, t in inputs_r] + [p for _, p in ref_params], None, ref_args)
+
         n_in = len(inputs_c)
-        if self.truth is not None and truth_index and truth_args is not None:
+        have_truth = self.truth is not None and bool(truth_index) and truth_args is not None
+        # The reference's own gradient is only a yardstick on the slow path
+        # (and its None-ness is the truth's, the same function in float64):
+        # for functions it is computed when a comparison needs it.
+        lazy = have_truth and not cand_params and not ref_params
+        g_r: list[Any] = _Lazy(reference_grads, n_in) if lazy else reference_grads()  # type: ignore[assignment]
+        if have_truth:
             inputs_t = [t for _, _, t in input_tensors(truth_args) if t.requires_grad]
             truth_outs = [truth_index.get(leaf.path) for leaf in float_leaves]
             g_t = grads("reference on float64 copies", truth_outs, inputs_t + [p for _, p in self.truth.params], torch.float64, truth_args)
@@ -96,43 +105,51 @@ class Gradients:
             g_t = g_r
             truth_params = ref_params
 
-        per_output: list[float] = []
+        per_output: list[tuple[float, float]] = []
         reach: list[set[int]] = []
 
-        def output_scales() -> list[float]:
-            # rms(cotangent) * max|output| per output: the size of what the
-            # backward pass pushes around, hence of its rounding noise.
+        def output_scales() -> list[tuple[float, float]]:
+            # (rms(v) * max|y|, ||v|| * ||y||, numel(y)) per output: the size
+            # of what the backward pass pushes around, hence of its rounding
+            # noise; the size a gradient of that output normally has; and
+            # over how many elements it is pushed.
             if not per_output:
                 for leaf, cot in zip(float_leaves, cots, strict=True):
                     y = truth_index.get(leaf.path, leaf.reference)
                     y = y.detach() if isinstance(y, torch.Tensor) else leaf.reference.detach()
-                    finite = y[torch.isfinite(y)]
-                    peak = float(finite.abs().max()) if finite.numel() else 0.0
-                    rms = float(cot.double().abs().pow(2).mean().sqrt()) if cot.numel() else 0.0
-                    per_output.append(rms * peak)
+                    finite = y[torch.isfinite(y)].double()
+                    v = cot.double()
+                    peak = float(finite.abs().max()) * float(v.square().mean().sqrt()) if finite.numel() and v.numel() else 0.0
+                    per_output.append((peak, float(finite.norm() * v.norm()), float(y.numel())))
                 reach.extend(_reachable_leaves([leaf.reference for leaf in float_leaves]))
             return per_output
 
-        def grad_scale_for(ref_leaf: Any) -> Callable[[], float]:
+        def grad_scale_for(ref_leaf: Any) -> Callable[[], tuple[float, float, float]]:
             """The noise scale for one input's gradient: over the outputs that depend on it.
 
-            A large output the input does not reach pushes no rounding noise
-            into its gradient, so it must not excuse that gradient. Where the
-            reference's graph does not show the input (a custom Function
-            hiding it, say), all outputs count.
+            (rms(v) * max|y| shared out over the input, that is times the
+            smaller of 1 and numel(y) / numel(x); ||v|| * ||y||; ||x||), the
+            largest over the outputs. A large output the input does not
+            reach pushes no rounding noise into its gradient, so it must not
+            excuse that gradient. Where the reference's graph does not show
+            the input (a custom Function hiding it, say), all outputs count.
             """
 
-            def scale() -> float:
+            def scale() -> tuple[float, float, float]:
                 scales = output_scales()
-                mine = [s for s, r in zip(scales, reach, strict=True) if id(ref_leaf) in r]
-                return max(mine or scales, default=0.0)
+                mine = [s for s, r in zip(scales, reach, strict=True) if id(ref_leaf) in r] or scales
+                known = isinstance(ref_leaf, torch.Tensor)
+                size = ref_leaf.numel() if known else 1
+                x_norm = float(ref_leaf.detach().double().norm()) if known else 0.0
+                share = max((p * min(1.0, n / max(size, 1)) for p, _, n in mine), default=0.0)
+                return share, max((m for _, m, _ in mine), default=0.0), x_norm
 
             return scale
 
         for (path, _), (_, ref_leaf), gc, gr, gt in zip(
             inputs_c, inputs_r, g_c[:n_in], g_r[:n_in], g_t[:n_in], strict=False
         ):
-            self._judge_grad(f"grad of {path}", gc, gr, gt, trial, problems, grad_scale_for(ref_leaf))
+            self._judge_grad(f"grad of {path}", gc, gr, gt, trial, problems, grad_scale_for(ref_leaf), f"grad of {path}")
 
         # Parameters, through the parameter map.
         if cand_params or ref_params:
@@ -147,6 +164,19 @@ class Gradients:
             )
         return problems
 
+    def _cotangent_buffer(self, k: int, like: torch.Tensor) -> torch.Tensor | None:
+        """A reused buffer for output ``k``'s cotangent (large outputs on the CPU only)."""
+        if like.device.type != "cpu" or not is_float(like) or not like.is_contiguous():
+            return None
+        return self.reused.buffer(("cotangent", k), like)
+
+    def _cast(self, k: int, g: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        """Cotangent ``g`` in ``like``'s dtype and device (the truth's), in a reused buffer when large."""
+        if g.dtype == like.dtype and g.device == like.device:
+            return g
+        buf = self.reused.buffer(("cotangent truth", k), like) if like.is_contiguous() else None
+        return g.to(device=like.device, dtype=like.dtype) if buf is None else buf.copy_(g)
+
     def _judge_grad(
         self,
         path: str,
@@ -155,8 +185,20 @@ class Gradients:
         gt: Any,
         trial: Trial,
         problems: list[Problem],
-        grad_scale: Callable[[], float] | None = None,
+        grad_scale: Callable[[], tuple[float, float, float]] | None = None,
+        spread_key: str | None = None,
     ) -> None:
+        if isinstance(gr, _LazyItem):
+            # Gradient metadata is the input's (autograd enforces it); the
+            # reference's None-ness is the truth's.
+            if gc is None and gt is None:
+                return
+            if (gc is None) == (gt is None):
+                self.judge.values(
+                    path, gc, gr, gt, trial, problems, is_output=False, grad_scale=grad_scale, spread_key=spread_key
+                )
+                return
+            gr = gt
         if gc is None and gr is None:
             return
         if (gc is None) != (gr is None):
@@ -177,7 +219,10 @@ class Gradients:
         problems += structure
         if structure:
             return
-        self.judge.values(path, gc, gr, gt if gt is not None else gr, trial, problems, is_output=False, grad_scale=grad_scale)
+        self.judge.values(
+            path, gc, gr, gt if gt is not None else gr, trial, problems,
+            is_output=False, grad_scale=grad_scale, spread_key=spread_key if gt is not None else None,
+        )  # fmt: skip
 
     def _param_grads(
         self,
@@ -186,8 +231,8 @@ class Gradients:
         cand: dict[str, Any],
         ref: dict[str, Any],
         truth: dict[str, Any],
-        ref_scales: dict[str, Callable[[], float]],
-        any_scale: Callable[[], float],
+        ref_scales: dict[str, Callable[[], tuple[float, float, float]]],
+        any_scale: Callable[[], tuple[float, float, float]],
     ) -> None:
         __tracebackhide__ = True
         import torch
@@ -210,6 +255,7 @@ class Gradients:
                 )
                 return
             expected = {n: ref[n] for n in shared}
+            keys = {n: n for n in shared}
             expected_truth = {n: truth.get(n) for n in shared}
             scales = {n: ref_scales[n] for n in shared}
             unmatched = sorted(n for n in ref if n not in expected)
@@ -220,6 +266,7 @@ class Gradients:
                 )
         elif isinstance(self.param_map, Mapping):  # its names were checked before any call
             expected = {c: ref[r] for c, r in self.param_map.items()}
+            keys = dict(self.param_map)
             expected_truth = {c: truth.get(r) for c, r in self.param_map.items()}
             scales = {c: ref_scales[r] for c, r in self.param_map.items()}
         else:
@@ -227,6 +274,7 @@ class Gradients:
                 expected = dict(self.param_map(ref))
                 expected_truth = dict(self.param_map(truth)) if truth is not ref else expected
             scales = {}  # repacked: which reference parameters feed which is unknown
+            keys = {}
             unknown = [k for k in expected if k not in cand]
             if unknown:
                 raise ValueError(f"param_map returned unknown candidate parameters {unknown}; candidate has {sorted(cand)}")
@@ -235,7 +283,7 @@ class Gradients:
                 continue
             self._judge_grad(
                 f"grad of parameter {name}", cand[name], expected[name], expected_truth.get(name), trial, problems,
-                scales.get(name, any_scale),
+                scales.get(name, any_scale), f"grad of parameter {keys[name]}" if name in keys else None,
             )
         self.report.parameter_gradients_compared = True
         missing = [n for n in cand if n not in expected]
@@ -268,3 +316,31 @@ def _reachable_leaves(outputs: list[Any]) -> list[set[int]]:
                 stack.extend(n for n, _ in node.next_functions)
         out.append(found)
     return out
+
+
+class _LazyItem:
+    """One input's reference gradient, computed (for all inputs at once) when first asked for."""
+
+    def __init__(self, owner: _Lazy, index: int) -> None:
+        self.owner = owner
+        self.index = index
+
+    def __call__(self) -> Any:
+        return self.owner.values()[self.index]
+
+
+class _Lazy:
+    """The reference's gradients, computed on first use."""
+
+    def __init__(self, compute: Callable[[], list[Any]], n: int) -> None:
+        self.compute = compute
+        self.n = n
+        self._values: list[Any] | None = None
+
+    def values(self) -> list[Any]:
+        if self._values is None:
+            self._values = self.compute()
+        return self._values
+
+    def __getitem__(self, index: slice) -> list[_LazyItem]:
+        return [_LazyItem(self, i) for i in range(self.n)][index]

@@ -3,8 +3,9 @@
 A builder gets, by default, ``trials`` random-value trials (fresh seeds), one
 trial whose tensors are re-laid-out as non-contiguous views (strided and
 offset, same values), one with large-magnitude and one with small-magnitude
-inputs (scaled inside ``make``, see :func:`magnitudes`). Fixed tuple inputs
-get the values given, then the same values re-laid-out.
+inputs (scaled inside ``make``, see :func:`magnitudes`), and one with inputs
+offset far from zero (:func:`offset_for`). Fixed tuple inputs get the values
+given, then the same values re-laid-out.
 
 At large sizes (more than :data:`LARGE_INPUT_ELEMENTS` input elements) the
 random trials shrink to one: every trial of a large op costs seconds, and the
@@ -37,10 +38,18 @@ class Trial:
     """One set of inputs: which kind, from which seed, in which layout and scale."""
 
     number: int  # 1-based
-    kind: str  # "random" | "given" | "layout" | "large" | "small"
+    kind: str  # "random" | "given" | "layout" | "large" | "small" | "offset"
     seed: int
     noncontiguous: bool = False
     scale: float | None = None
+    #: added to make()'s default-range tensors (the offset trial)
+    offset: float | None = None
+
+    @property
+    def magnitude(self) -> float:
+        """How many times farther from zero than a random trial's the inputs reach (at least 1)."""
+        reach = _DEFAULT_HIGH * (self.scale if self.scale is not None else 1.0) + (self.offset or 0.0)
+        return max(1.0, reach / _DEFAULT_HIGH)
 
     @property
     def layout(self) -> str:
@@ -54,6 +63,7 @@ class Trial:
             "layout": "non-contiguous layout",
             "large": "large magnitude",
             "small": "small magnitude",
+            "offset": "offset from zero",
         }[self.kind]
         of = f" of {total}" if total else ""
         scale = (
@@ -62,6 +72,8 @@ class Trial:
             if self.scale is not None
             else ""
         )
+        if self.offset is not None:
+            scale += f", inputs shifted by +{self.offset:.3g} (unless the builder fixed low/high)"
         seed = f"seed={self.seed}, " if self.kind != "given" else ""
         return f"trial {self.number}{of} ({label}): {seed}layout {self.layout}{scale}"
 
@@ -87,6 +99,26 @@ def magnitudes(dtype: torch.dtype) -> tuple[float, float]:
     return large, small
 
 
+def offset_for(dtype: torch.dtype) -> float:
+    """How far the offset trial shifts make()'s default [-9, 9] data: ``9 * eps**(-1/3)``.
+
+    One cancellation of the offset (centring the data) costs a relative
+    error of ``eps * offset / spread = eps**(2/3)``, the normwise tolerance,
+    so correct two-pass code passes (and the condition-aware allowance
+    covers what rounding the shifted inputs moves); a squared cancellation
+    (``E[x**2] - E[x]**2``) costs ``eps**(1/3)``, ``eps**(-1/3)`` times over
+    (203x in float32).
+
+    >>> import torch
+    >>> round(offset_for(torch.float32))
+    1829
+    """
+    import torch
+
+    eps = torch.finfo(dtype if dtype.is_floating_point else torch.float32).eps
+    return _DEFAULT_HIGH * eps ** (-1.0 / 3.0)
+
+
 def plan(
     seed: int,
     *,
@@ -103,12 +135,13 @@ def plan(
         random_trials = 1
     out = [Trial(i + 1, "random", derive_seed(seed, "trial", i)) for i in range(random_trials)]
     large, small = magnitudes(dtype) if dtype.is_floating_point else (None, None)
-    extra: list[tuple[str, bool, float | None]] = [("layout", True, None)]
+    extra: list[tuple[str, bool, float | None, float | None]] = [("layout", True, None, None)]
     if large is not None:
-        extra += [("large", False, large), ("small", False, small)]
-    for kind, noncontiguous, scale in extra:
+        extra += [("large", False, large, None), ("small", False, small, None)]
+        extra.append(("offset", False, None, offset_for(dtype)))
+    for kind, noncontiguous, scale, offset in extra:
         number = len(out) + 1
-        out.append(Trial(number, kind, derive_seed(seed, kind), noncontiguous, scale))
+        out.append(Trial(number, kind, derive_seed(seed, kind), noncontiguous, scale, offset))
     return out
 
 
@@ -142,10 +175,11 @@ def trial_inputs(trial: Trial, options: CheckOptions, *, context: str) -> tuple[
 
     if options.given is not None:
         return map_args(options.given, noncontiguous_copy if trial.noncontiguous else clone_layout), False
-    make = Maker(options.device, options.dtype, trial.seed, scale=trial.scale)
+    make = Maker(options.device, options.dtype, trial.seed, scale=trial.scale, offset=trial.offset)
     with torch.no_grad():
         args = build(options.builder, make, context=context)  # type: ignore[arg-type]
-    scaled_none = trial.scale is not None and not any(scaled for _, scaled in make.made)
+    moved = trial.scale is not None or trial.offset is not None
+    scaled_none = moved and not any(scaled for _, scaled in make.made)
     args = map_args(args, noncontiguous_copy if trial.noncontiguous else (lambda t: t.detach()))
     if options.mutates:
         keys = {k for k, _ in arg_items(args)}

@@ -12,13 +12,12 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
+from .bounds import KAPPA
+
 if TYPE_CHECKING:
     import torch
 
-    from .tolerance import Bounds
-
-#: How many times the reference's own error the candidate may have (as in tolerance).
-KAPPA = 4.0
+    from .bounds import Bounds
 
 
 class Scratch:
@@ -26,9 +25,14 @@ class Scratch:
 
     def __init__(self) -> None:
         self._buffers: dict[tuple[object, ...], torch.Tensor] = {}
+        #: the last view handed out per key (most calls ask for the same shape again)
+        self._views: dict[tuple[object, ...], torch.Tensor] = {}
 
     def _view(self, key: tuple[object, ...], like: torch.Tensor) -> torch.Tensor:
         """A reused buffer under ``key``, viewed as ``like``'s shape, dtype and device."""
+        view = self._views.get(key)
+        if view is not None and view.shape == like.shape:
+            return view
         buf = self._buffers.get(key)
         n = like.numel()
         if buf is None or buf.numel() < n:
@@ -36,20 +40,30 @@ class Scratch:
 
             buf = torch.empty(n, dtype=like.dtype, device=like.device)
             self._buffers[key] = buf
-        return buf[:n].view(like.shape)
+        view = self._views[key] = buf[:n].view(like.shape)
+        return view
 
     def diff(self, c: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """``c - t`` in t's dtype, written into a reused buffer."""
         out = self._view((t.dtype, t.device), t)
-        out.copy_(c)
-        out.sub_(t)
-        return out
+        # (copy, then subtract in place: torch.sub of mixed dtypes into
+        # ``out`` would allocate a float64 copy of ``c`` first)
+        return out.copy_(c).sub_(t)
 
     def square(self, x: torch.Tensor, slot: int = 0) -> torch.Tensor:
         """``x * x`` in another reused buffer (``diff`` holds the difference)."""
         import torch
 
         return torch.mul(x, x, out=self._view(("square", slot, x.dtype, x.device), x))
+
+    def like(self, x: torch.Tensor, slot: int = 0) -> torch.Tensor:
+        """A reused buffer shaped like ``x`` (shared with :meth:`square`'s slot)."""
+        return self._view(("square", slot, x.dtype, x.device), x)
+
+    def release(self) -> None:
+        """Drop every buffer (a check keeps them across its trials, not after)."""
+        self._buffers.clear()
+        self._views.clear()
 
 
 #: Tensors above this many elements skip the slice rule: its passes would cost
@@ -82,15 +96,20 @@ def slice_sums(squares: torch.Tensor, dim: int) -> torch.Tensor:
 
 
 def slice_allowed(
-    ns_t: torch.Tensor, ns_r: torch.Tensor | None, bounds: Bounds, rms: float, slice_size: int
+    ns_t: torch.Tensor, ns_y: torch.Tensor | None, bounds: Bounds, rms: float, slice_size: int, extra: float = 0.0
 ) -> torch.Tensor:
-    """What each slice's ||c - t|| may be (see the module docstring)."""
+    """What each slice's ||c - t|| may be (see the module docstring).
+
+    ``ns_y`` are the slice norms of the yardstick (4x the reference's error,
+    or the larger of that and the condition-aware spread term); ``extra`` an
+    absolute floor per element (the gradient noise floor).
+    """
     import torch
 
-    floor = (bounds.floor + KAPPA * bounds.eps * rms) * math.sqrt(slice_size)
+    floor = (bounds.floor + KAPPA * bounds.eps * rms + extra) * math.sqrt(slice_size)
     allowed = (bounds.normwise * ns_t).clamp_min(floor)
-    if ns_r is not None:
-        allowed = torch.maximum(allowed, KAPPA * ns_r)
+    if ns_y is not None:
+        allowed = torch.maximum(allowed, ns_y)
     return allowed
 
 
@@ -116,16 +135,21 @@ def slices_ok(d: torch.Tensor, t: torch.Tensor, bounds: Bounds, rms: float, nc: 
 
 
 def worst_slice(
-    dm: torch.Tensor, tm: torch.Tensor, rerr: torch.Tensor, bounds: Bounds, rms: float
+    dm: torch.Tensor, tm: torch.Tensor, yard: torch.Tensor, bounds: Bounds, rms: float, extra: float = 0.0
 ) -> tuple[int, int, float, float] | None:
-    """The slice that breaks the slice rule the most: (dim, index, relative error, allowed), or None."""
+    """The slice that breaks the slice rule the most: (dim, index, relative error, allowed), or None.
+
+    ``yard``: per element, what the candidate's error may be measured
+    against besides the truth's size (4x the reference's error, and the
+    condition-aware spread term when it was computed).
+    """
     worst: tuple[float, int, int, float, float] | None = None
     n = tm.numel()
     for dim in slice_dims(tm):
         size = n // tm.shape[dim]
         ns_t = slice_norms(tm.abs() if tm.is_complex() else tm, dim)
         ns_d = slice_norms(dm, dim)
-        allowed = slice_allowed(ns_t, slice_norms(rerr, dim), bounds, rms, size)
+        allowed = slice_allowed(ns_t, slice_norms(yard, dim), bounds, rms, size, extra)
         ratio = ns_d / allowed
         i = int(ratio.argmax())
         value = float(ratio[i])
