@@ -99,3 +99,24 @@ def test_noncontiguous_copies_keep_values_and_gain_stride_and_offset():
     y = noncontiguous_copy(x)
     assert torch.equal(x, y) and not y.is_contiguous()
     assert y.stride() == (7, 2) and y.storage_offset() == 1 and y.is_leaf
+
+
+def test_the_fused_slice_ratio_decides_exactly_as_the_slice_rule():
+    from pytest_effective_torch.equivalence.bounds import KAPPA
+    from pytest_effective_torch.equivalence.judge import _gradient_bounds
+    from pytest_effective_torch.equivalence.slices import Scratch, slice_ratio, slices_ok
+
+    bounds, scratch = _gradient_bounds(bounds_for(torch.float32)), Scratch()
+    gen = torch.Generator().manual_seed(0)
+    outcomes = set()
+    for case in range(300):
+        shape = [int(s) for s in torch.randint(1, 30, (2 + case % 2,), generator=gen)]
+        t = torch.randn(shape, dtype=torch.float64, generator=gen)
+        t[0] *= 1e-6  # a slice far below the tensor's scale
+        d = torch.randn(shape, dtype=torch.float64, generator=gen) * float(t.norm()) * 10.0 ** -(3 + case % 6)
+        rms = float(t.norm()) / math.sqrt(t.numel())
+        unit = torch.linalg.vector_norm(t) * (KAPPA * bounds.eps / math.sqrt(t.numel())) + bounds.floor
+        fused = max((float(r) for r in slice_ratio(d, t, unit, bounds, scratch)), default=0.0) <= 1
+        assert fused == slices_ok(d, t, bounds, rms, float(d.norm()), scratch), (case, shape)
+        outcomes.add(fused)
+    assert outcomes == {True, False}  # both answers were exercised

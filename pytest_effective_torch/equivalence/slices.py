@@ -113,15 +113,19 @@ def slice_allowed(
     return allowed
 
 
-def slices_ok(d: torch.Tensor, t: torch.Tensor, bounds: Bounds, rms: float, nc: float, scratch: Scratch) -> bool:
+def slices_ok(
+    d: torch.Tensor, t: torch.Tensor, bounds: Bounds, rms: float, nc: float, scratch: Scratch, extra: float = 0.0
+) -> bool:
     """Fast path of the slice rule (no reference term, so stricter than the slow path).
 
-    Squared norms, compared per slice, one transfer to the host.
+    ``extra`` is the absolute floor per element that the slow path grants
+    too (the gradient noise floor). Squared norms, compared per slice, one
+    transfer to the host.
     """
     import torch
 
     n = t.numel()
-    unit = bounds.floor + KAPPA * bounds.eps * rms
+    unit = bounds.floor + KAPPA * bounds.eps * rms + extra
     dims = [dim for dim in slice_dims(t) if nc > unit * math.sqrt(n // t.shape[dim])]
     if not dims:
         return True  # under every slice's floor
@@ -132,6 +136,29 @@ def slices_ok(d: torch.Tensor, t: torch.Tensor, bounds: Bounds, rms: float, nc: 
         allowed = (slice_sums(squares_t, dim) * bounds.normwise**2).clamp_min_(unit * unit * (n // t.shape[dim]))
         bad.append(torch.gt(slice_sums(squares_d, dim), allowed).any())
     return not bool(torch.stack(bad).any())
+
+
+def slice_ratio(d: torch.Tensor, t: torch.Tensor, unit: torch.Tensor, bounds: Bounds, scratch: Scratch) -> list[torch.Tensor]:
+    """The fast slice rule as 0-dim tensors, to ride in the caller's one transfer.
+
+    Per checked dimension, ``max_s ||d||_s**2 / max(eps**(2/3)**2 ||t||_s**2,
+    unit**2 n_s)``: at most 1 exactly when :func:`slices_ok` passes.
+    ``unit`` (``floor + 4 eps rms(t)``) is a 0-dim tensor, so nothing waits
+    for the host.
+    """
+    dims = slice_dims(t)
+    if not dims:
+        return []
+    n = t.numel()
+    squares_t = scratch.square(t)
+    squares_d = scratch.square(d, slot=1)
+    unit_sq = unit * unit
+    out = []
+    for dim in dims:
+        allowed = slice_sums(squares_t, dim).mul_(bounds.normwise**2)
+        allowed = allowed.clamp_min_(unit_sq * (n // t.shape[dim]))
+        out.append(slice_sums(squares_d, dim).div_(allowed).amax())
+    return out
 
 
 def worst_slice(

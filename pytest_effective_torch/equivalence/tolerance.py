@@ -73,7 +73,7 @@ from .bounds import (
     bounds_for,
     unravel,
 )
-from .slices import SLICE_RULE_MAX_ELEMENTS, Scratch, slices_ok
+from .slices import SLICE_RULE_MAX_ELEMENTS, Scratch, slice_ratio, slices_ok
 
 if TYPE_CHECKING:
     import torch
@@ -166,6 +166,13 @@ def judge(
         allowed = torch.add(unit_t, torch.abs(t, out=scratch.like(t, 0)), alpha=bounds.normwise, out=scratch.like(t, 0))
         low, high = torch.aminmax(torch.div(d, allowed, out=scratch.like(d, 1)))
         norms.append(torch.maximum(-low, high))
+    # Small gradients: the slice rule's ratios ride in the same transfer.
+    fused_slices = (
+        not strict_first and n <= SLICE_RULE_MAX_ELEMENTS and not d.is_complex() and not tolerance.user
+    )
+    slice_at = len(norms)
+    if fused_slices:
+        norms += slice_ratio(d, t, n_t * (KAPPA * bounds.eps / math.sqrt(n)) + bounds.floor, bounds, scratch)
     values = torch.stack(norms).tolist()
     nt, nc = values[0], values[1]
     all_finite = all(math.isfinite(v) for v in values[:3])
@@ -213,7 +220,14 @@ def judge(
             else:
                 mc = mc_at_most(floor_e / 4)
                 ratio_e = mc / floor_e if mc <= floor_e / 4 else _relative_ratio(d, t, bounds.elementwise, floor_e, scratch)
-                slices_pass = ratio_e <= 1 and slices_ok(d, t, bounds, s, nc, scratch)
+                fast_slices = max(values[slice_at:], default=0.0) <= 1 if fused_slices else None
+                slices_pass = ratio_e <= 1 and (
+                    (fast_slices if fast_slices is not None else slices_ok(d, t, bounds, s, nc, scratch))
+                    # A gradient's slice that is near zero (a saturated row of a
+                    # softmax) may be the backward pass's rounding noise: the
+                    # slow path's noise floor, without its reference term.
+                    or (noise_floor is not None and slices_ok(d, t, bounds, s, nc, scratch, noise_floor(nt)[0]))
+                )
             if ratio_e <= 1 and slices_pass:
                 rel = nc / nt if nt else nc
                 return Verdict(
