@@ -159,6 +159,7 @@ class Maker:
         self.calls = 0
         #: (tensor, scaled) for every tensor made, in order.
         self.made: list[tuple[torch.Tensor, bool]] = []
+        self._gen: torch.Generator | None = None
 
     def __call__(
         self,
@@ -170,7 +171,6 @@ class Maker:
         exclude_zero: bool = False,
     ) -> torch.Tensor:
         import torch
-        from torch.testing import make_tensor
 
         size = _normalize_shape(shape)
         dtype = self.dtype if dtype is None else dtype
@@ -191,19 +191,13 @@ class Maker:
         scaled = scale is not None or (default_range and self.offset is not None)
         call_seed = derive_seed(self.seed, "make", self.calls)
         self.calls += 1
-        with torch.random.fork_rng(devices=[]):
-            # Only the CPU generator draws here; torch.manual_seed would also
-            # queue lazy CUDA/XPU seeding (a stack capture per call, and a
-            # CUDA seed changed outside fork_rng).
-            torch.random.default_generator.manual_seed(call_seed)
-            tensor = make_tensor(
-                size,
-                dtype=dtype,
-                device="cpu",
-                low=low,
-                high=high,
-                exclude_zero=exclude_zero,
-            )
+        if default_range and dtype.is_floating_point and not exclude_zero:
+            # make_tensor's draw for its default [-9, 9] range, from a private
+            # generator: the same values, without saving and restoring the
+            # global generator's state around each call.
+            tensor = torch.empty(size, dtype=dtype).uniform_(-9.0, 9.0, generator=self._generator(call_seed))
+        else:
+            tensor = self._make_tensor(size, dtype, low, high, exclude_zero, call_seed)
         if scale is not None:
             tensor.mul_(scale)  # in place: a fresh large tensor costs page faults
         if default_range and self.offset is not None:
@@ -213,6 +207,28 @@ class Maker:
             tensor.requires_grad_(True)
         self.made.append((tensor, scaled))
         return tensor
+
+    def _generator(self, seed: int) -> torch.Generator:
+        import torch
+
+        if self._gen is None:
+            self._gen = torch.Generator(device="cpu")
+        return self._gen.manual_seed(seed)
+
+    @staticmethod
+    def _make_tensor(
+        size: tuple[int, ...], dtype: torch.dtype, low: float | None, high: float | None, exclude_zero: bool, seed: int
+    ) -> torch.Tensor:
+        """torch.testing.make_tensor on the CPU, drawing from ``seed``."""
+        import torch
+        from torch.testing import make_tensor
+
+        with torch.random.fork_rng(devices=[]):
+            # Only the CPU generator draws here; torch.manual_seed would also
+            # queue lazy CUDA/XPU seeding (a stack capture per call, and a
+            # CUDA seed changed outside fork_rng).
+            torch.random.default_generator.manual_seed(seed)
+            return make_tensor(size, dtype=dtype, device="cpu", low=low, high=high, exclude_zero=exclude_zero)
 
     def __repr__(self) -> str:
         return (

@@ -131,3 +131,19 @@ def test_a_check_leaves_this_devices_random_generator_as_it_was(assert_same_as_r
     assert_same_as_reference(noisy, lambda x: x.clone(), rows)
     after = torch.cuda.get_rng_state(device) if device.type == "cuda" else torch.get_rng_state()
     assert torch.equal(state, after)
+
+
+def test_make_draws_what_make_tensor_draws_from_the_call_seed_and_leaves_the_global_generator(dtype):
+    from torch.testing import make_tensor
+
+    from pytest_effective_torch import Maker
+    from pytest_effective_torch.inputs import derive_seed
+
+    make = Maker("cpu", dtype, seed=11)
+    state = torch.get_rng_state()
+    made = [make(4, 5), make(7), make(3, low=-1, high=2), make(2, 2, exclude_zero=True)]
+    assert torch.equal(torch.get_rng_state(), state)
+    kwargs = [{}, {}, {"low": -1, "high": 2}, {"exclude_zero": True}]
+    for call, (tensor, kw) in enumerate(zip(made, kwargs, strict=True)):
+        torch.manual_seed(derive_seed(11, "make", call))
+        assert torch.equal(tensor, make_tensor(tuple(tensor.shape), dtype=dtype, device="cpu", **kw)), call
