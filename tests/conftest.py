@@ -9,6 +9,19 @@ import pytest
 import torch
 
 
+@pytest.fixture(autouse=True)
+def _inner_runs_are_not_xdist_workers(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under ``pytest -n``, pytester's inner runs would inherit the worker's environment.
+
+    The plugin reads PYTEST_XDIST_WORKER to spread GPUs over workers and to
+    turn benchmark storage off; an inner run is a session of its own, so it
+    must not see it (tests of worker behaviour set it themselves).
+    """
+    if "pytester" in request.fixturenames:
+        for name in ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT"):
+            monkeypatch.delenv(name, raising=False)
+
+
 @pytest.fixture(scope="session")
 def compile_loaded() -> None:
     """torch.compile and torch.library.opcheck, each run once outside pytester.
