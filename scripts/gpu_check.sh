@@ -97,6 +97,7 @@ if [[ -z "$SELFTEST" ]]; then
   step xdist 120 "$PYTEST reference_impls/test_claims.py -n 2 --device=cuda -k 'test_faster and (row_sum or merge)' -v -rs" \
     "storage off: pytest-benchmark is disabled under pytest-xdist"
   step bench_equivalence 120 "python3 bench/bench_equivalence.py --device=cuda"
+  step compile 150 "python3 -m reference_impls --device=cuda --effective-torch-variants=compile -p no:cacheprovider"
 else
   step ok 10 "echo '3 passed in 0.01s'"
   step fails 10 "echo 'FAILED test_x.py::test_y'; echo '1 failed, 2 passed in 0.02s'; exit 1"

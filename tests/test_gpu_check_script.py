@@ -29,6 +29,7 @@ STEPS = [
     "engine_float16",
     "xdist",
     "bench_equivalence",
+    "compile",
 ]
 FAKE_STEPS = {
     "ok": "passed",
@@ -88,6 +89,7 @@ def test_a_dry_run_lists_every_step_with_its_timeout_and_command_and_needs_no_gp
     assert "bench/bench_cuda_timer.py" in commands["cuda_timer"]
     assert "--timer=host" in commands["verdicts_host"]
     assert "--timer=device" in commands["verdicts_device"]
+    assert "--effective-torch-variants=compile" in commands["compile"]
     assert all(0 < limit <= 240 for _, limit, _ in steps)  # no step may take the whole budget
     assert "pip install --no-deps --no-build-isolation" in result.stdout
     assert "at most 480 s in all" in result.stdout
