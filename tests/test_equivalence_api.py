@@ -395,3 +395,38 @@ def test_a_wrong_in_place_write_into_a_declared_argument_still_fails():
         assert_same_as_reference(
             sub_into, add_into, lambda make: (make(3), make(3)), mutates=(0,), check_grad=False
         )
+
+
+# --- memory -------------------------------------------------------------------------
+
+
+def _tensors_over(elements: int) -> list[torch.Tensor]:
+    import gc
+
+    return [o for o in gc.get_objects() if type(o) in (torch.Tensor, torch.nn.Parameter) and o.numel() >= elements]
+
+
+def test_a_check_frees_its_outputs_and_buffers_when_it_returns_without_the_garbage_collector():
+    # Reference cycles would keep each check's outputs, autograd graphs and
+    # reused buffers (over 1 GiB at 4096 x 4096) until a full collection.
+    import gc
+    import weakref
+
+    outputs = []
+
+    def doubled(x):
+        out = x * 2
+        outputs.append(weakref.ref(out))
+        return out
+
+    size = 1 << 20  # large enough for the reused copies and cotangents
+    assert _tensors_over(size) == []
+    gc.disable()
+    try:
+        assert_same_as_reference(doubled, lambda x: x + x, lambda make: (make(1024, 1024),))
+        left = _tensors_over(size)
+        alive = [ref for ref in outputs if ref() is not None]
+    finally:
+        gc.enable()
+    assert outputs and not alive, f"{len(alive)} of the candidate's {len(outputs)} outputs outlived the check"
+    assert left == [], [(tuple(t.shape), t.dtype) for t in left]

@@ -80,51 +80,54 @@ def _container_problem(c: Any, r: Any, c_node: tree.Node | None, r_node: tree.No
 
 def pair(candidate: Any, reference: Any, path: str) -> tuple[list[Leaf], list[Problem]]:
     """Pair the leaves of two outputs; structural and metadata differences become problems."""
-    import torch
-
     leaves: list[Leaf] = []
     problems: list[Problem] = []
-
-    def walk(c: Any, r: Any, p: str) -> None:
-        if isinstance(r, torch.Tensor):
-            if not isinstance(c, torch.Tensor):
-                problems.append(Problem(p, [f"candidate returned {_type_name(c)}, reference a tensor ({describe_tensor(r)})"]))
-                return
-            problem = _metadata_problem(c, r, p)
-            if problem is not None:
-                problems.append(problem)
-                return
-            kind = "float" if (r.dtype.is_floating_point or r.dtype.is_complex) else "exact"
-            leaves.append(Leaf(p, c, r, kind))
-            return
-        r_node = tree.node(r)
-        if r_node is not None:
-            problem = _container_problem(c, r, tree.node(c), r_node, p)
-            if problem is not None:
-                problems.append(problem)
-                return
-            c_node = tree.node(c)
-            assert c_node is not None
-            for key, ci, ri in zip(r_node.keys, c_node.children, r_node.children, strict=True):
-                walk(ci, ri, p + key)
-        elif r is None:
-            if c is not None:
-                problems.append(Problem(p, [f"candidate returned {_type_name(c)}, reference None"]))
-        elif _is_float_number(r) and isinstance(c, (int, float, complex)) and not isinstance(c, bool):
-            leaves.append(Leaf(p, c, r, "float"))
-        else:
-            if type(c) is not type(r):
-                problems.append(Problem(p, [f"candidate returned {_type_name(c)} {c!r}, reference {_type_name(r)} {r!r}"]))
-                return
-            try:
-                same = bool(c == r)
-            except Exception:
-                same = c is r
-            if not same:
-                problems.append(Problem(p, [f"candidate returned {c!r}, reference {r!r}"]))
-
-    walk(candidate, reference, path)
+    _walk(candidate, reference, path, leaves, problems)
     return leaves, problems
+
+
+def _walk(c: Any, r: Any, p: str, leaves: list[Leaf], problems: list[Problem]) -> None:
+    """:func:`pair`'s recursion (a module function: a nested one that calls
+    itself is a reference cycle, which would keep the outputs and their
+    autograd graphs alive until the garbage collector's next full pass)."""
+    import torch
+
+    if isinstance(r, torch.Tensor):
+        if not isinstance(c, torch.Tensor):
+            problems.append(Problem(p, [f"candidate returned {_type_name(c)}, reference a tensor ({describe_tensor(r)})"]))
+            return
+        problem = _metadata_problem(c, r, p)
+        if problem is not None:
+            problems.append(problem)
+            return
+        kind = "float" if (r.dtype.is_floating_point or r.dtype.is_complex) else "exact"
+        leaves.append(Leaf(p, c, r, kind))
+        return
+    r_node = tree.node(r)
+    if r_node is not None:
+        problem = _container_problem(c, r, tree.node(c), r_node, p)
+        if problem is not None:
+            problems.append(problem)
+            return
+        c_node = tree.node(c)
+        assert c_node is not None
+        for key, ci, ri in zip(r_node.keys, c_node.children, r_node.children, strict=True):
+            _walk(ci, ri, p + key, leaves, problems)
+    elif r is None:
+        if c is not None:
+            problems.append(Problem(p, [f"candidate returned {_type_name(c)}, reference None"]))
+    elif _is_float_number(r) and isinstance(c, (int, float, complex)) and not isinstance(c, bool):
+        leaves.append(Leaf(p, c, r, "float"))
+    else:
+        if type(c) is not type(r):
+            problems.append(Problem(p, [f"candidate returned {_type_name(c)} {c!r}, reference {_type_name(r)} {r!r}"]))
+            return
+        try:
+            same = bool(c == r)
+        except Exception:
+            same = c is r
+        if not same:
+            problems.append(Problem(p, [f"candidate returned {c!r}, reference {r!r}"]))
 
 
 def _broadcastable(a: torch.Size, b: torch.Size) -> bool:

@@ -59,6 +59,10 @@ class Reused:
             buf = self._buffers[full] = torch.empty(like.shape, dtype=dtype, device=like.device)
         return buf.detach()  # a new leaf over the same memory
 
+    def release(self) -> None:
+        """Drop every buffer (a check keeps them across its trials, not after)."""
+        self._buffers.clear()
+
     def copy(self, key: tuple[object, ...], t: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
         """``t``'s values in a reused buffer (same layout; ``dtype`` if given), or a fresh copy when small."""
         buf = self.buffer(key, t, dtype)
