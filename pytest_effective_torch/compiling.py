@@ -167,16 +167,20 @@ def _signature(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]
     """What makes torch.compile (with dynamic=False) build another graph: tensor metadata, grad mode."""
     import torch
 
-    def one(value: Any) -> Any:
-        if isinstance(value, torch.Tensor):
-            return (tuple(value.shape), value.stride(), value.dtype, str(value.device), value.requires_grad)
-        if isinstance(value, (list, tuple)):
-            return tuple(one(v) for v in value)
-        if isinstance(value, dict):
-            return tuple((k, one(v)) for k, v in sorted(value.items(), key=lambda kv: str(kv[0])))
-        return type(value).__name__
+    return (_signature_of(args), _signature_of(kwargs), torch.is_grad_enabled())
 
-    return (one(args), one(kwargs), torch.is_grad_enabled())
+
+def _signature_of(value: Any) -> Any:
+    """One value's part of :func:`_signature` (a module function: a nested one calling itself is a cycle)."""
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        return (tuple(value.shape), value.stride(), value.dtype, str(value.device), value.requires_grad)
+    if isinstance(value, (list, tuple)):
+        return tuple(_signature_of(v) for v in value)
+    if isinstance(value, dict):
+        return tuple((k, _signature_of(v)) for k, v in sorted(value.items(), key=lambda kv: str(kv[0])))
+    return type(value).__name__
 
 
 class Compiled:
