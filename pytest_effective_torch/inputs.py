@@ -9,6 +9,7 @@ not depend on the device), then moves them to the bound device.
 
 from __future__ import annotations
 
+import functools
 import zlib
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Union
@@ -85,6 +86,7 @@ Builder = Callable[["Maker"], tuple | Args]
 Inputs = Union[tuple, list, Args, Builder]  # noqa: UP007 (runtime alias on 3.10)
 
 
+@functools.lru_cache(maxsize=4096, typed=True)  # a check derives dozens, the same in every check
 def derive_seed(seed: int, *parts: object) -> int:
     """A 32-bit seed derived from ``seed`` and ``parts``; stable across processes."""
     text = ":".join([str(seed), *map(str, parts)]).encode()
@@ -274,12 +276,13 @@ def as_args(value: object, *, what: str = "inputs") -> Args:
     )
 
 
-def build(inputs: Inputs, make: Maker, *, context: str) -> Args:
+def build(inputs: Inputs, make: Maker, *, context: str | Callable[[], str]) -> Args:
     """Call a builder with ``make`` (or take fixed arguments) and return :class:`Args`.
 
     A crash inside the builder is re-raised with ``context`` (which trial,
-    how to rerun); a return value of the wrong type, or fixed arguments of
-    the wrong type, is the caller's TypeError and gets none.
+    how to rerun; a callable is asked only then); a return value of the
+    wrong type, or fixed arguments of the wrong type, is the caller's
+    TypeError and gets none.
     """
     __tracebackhide__ = True
     if not is_builder(inputs):
@@ -287,5 +290,5 @@ def build(inputs: Inputs, make: Maker, *, context: str) -> Args:
     try:
         value = inputs(make)  # type: ignore[operator]
     except Exception as exc:
-        with_context(exc, context)
+        with_context(exc, context() if callable(context) else context)
     return as_args(value, what="the inputs builder's return value")

@@ -38,10 +38,16 @@ class Node:
     rebuild: Callable[[list[Any]], Any]
 
 
-def _is_tensor(value: Any) -> bool:
-    import torch
+_TENSOR: type | None = None  # torch.Tensor, once a walk needs it (importing torch is slow)
 
-    return isinstance(value, torch.Tensor)
+
+def _is_tensor(value: Any) -> bool:
+    global _TENSOR
+    if _TENSOR is None:
+        import torch
+
+        _TENSOR = torch.Tensor
+    return isinstance(value, _TENSOR)
 
 
 def _dataclass_node(value: Any) -> Node:

@@ -13,16 +13,17 @@ it (:mod:`.report`).
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
 from ..errors import CheckFailed
 from ..formatting import describe_tensor
-from ..inputs import Args, arg_label, arg_value, input_tensors, map_args
+from ..inputs import Args, arg_label, arg_value, derive_seed, input_tensors, map_args
 from . import plan as plans
 from .compare import Leaf, pair
 from .conditioning import Conditioning
-from .copies import Reused, clone_layout, is_float
+from .copies import Reused, clone_layout, is_float, to_truth_dtype
 from .gradients import Gradients
 from .judge import Judge
 from .mutation import Snapshot, mutation_problems, snapshot
@@ -143,7 +144,7 @@ class Check:
         __tracebackhide__ = True
         options = self.options
         args, scaled_none = plans.trial_inputs(
-            trial, options, context=self.context("building the inputs", trial, total, None)
+            trial, options, context=lambda: self.context("building the inputs", trial, total, None)
         )
         if scaled_none:
             what = "offset trial shifted" if trial.kind == "offset" else f"{trial.kind}-magnitude trial scaled"
@@ -240,12 +241,7 @@ class Check:
     def call_sides(self, trial: Trial, total: int, pristine: Args, passed_before: int) -> Calls:
         """Each side on its own copies of the inputs, under the same RNG seed."""
         __tracebackhide__ = True
-        import itertools
-
         import torch
-
-        from ..inputs import derive_seed
-        from .copies import to_truth_dtype
 
         options, sides = self.options, self.sides
         # Leaves that gradients are taken with respect to; declared-mutated

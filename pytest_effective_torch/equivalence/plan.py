@@ -15,6 +15,7 @@ still caught by two different inputs.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -163,7 +164,9 @@ def noncontiguous_copy(t: torch.Tensor) -> torch.Tensor:
     return view.detach()
 
 
-def trial_inputs(trial: Trial, options: CheckOptions, *, context: str) -> tuple[Args, bool]:
+def trial_inputs(
+    trial: Trial, options: CheckOptions, *, context: str | Callable[[], str]
+) -> tuple[Args, bool]:
     """The inputs of ``trial``, and whether a magnitude trial found nothing to scale.
 
     Fixed inputs are copied (re-laid-out for the layout trial); a builder is

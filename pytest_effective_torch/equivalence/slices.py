@@ -138,13 +138,15 @@ def slices_ok(
     return not bool(torch.stack(bad).any())
 
 
-def slice_ratio(d: torch.Tensor, t: torch.Tensor, unit: torch.Tensor, bounds: Bounds, scratch: Scratch) -> list[torch.Tensor]:
+def slice_ratio(
+    d: torch.Tensor, t: torch.Tensor, unit: float | torch.Tensor, bounds: Bounds, scratch: Scratch
+) -> list[torch.Tensor]:
     """The fast slice rule as 0-dim tensors, to ride in the caller's one transfer.
 
     Per checked dimension, ``max_s ||d||_s**2 / max(eps**(2/3)**2 ||t||_s**2,
     unit**2 n_s)``: at most 1 exactly when :func:`slices_ok` passes.
-    ``unit`` (``floor + 4 eps rms(t)``) is a 0-dim tensor, so nothing waits
-    for the host.
+    ``unit`` (``floor + 4 eps rms(t)``) may be a 0-dim tensor, so that
+    nothing waits for the host.
     """
     dims = slice_dims(t)
     if not dims:
@@ -155,9 +157,11 @@ def slice_ratio(d: torch.Tensor, t: torch.Tensor, unit: torch.Tensor, bounds: Bo
     unit_sq = unit * unit
     out = []
     for dim in dims:
-        allowed = slice_sums(squares_t, dim).mul_(bounds.normwise**2)
-        allowed = allowed.clamp_min_(unit_sq * (n // t.shape[dim]))
-        out.append(slice_sums(squares_d, dim).div_(allowed).amax())
+        # (a sum over the other dimensions of a contiguous tensor is one
+        # vectorized pass, as slice_sums' reshape gives, without the reshape)
+        others = tuple(i for i in range(t.ndim) if i != dim)
+        allowed = squares_t.sum(others).mul_(bounds.normwise**2).clamp_min_(unit_sq * (n // t.shape[dim]))
+        out.append(squares_d.sum(others).div_(allowed).amax())
     return out
 
 

@@ -154,25 +154,29 @@ def judge(
     # (only its finiteness is used: a finite half-precision reference must
     # not overflow its own norm, so those are summed in float32)
     n_r_own = n_t if deferred else vector_norm(r.float() if r.dtype in (torch.float16, torch.bfloat16) else r)
-    norms = [n_t, n_c, n_r_own.double()]
+    norms = [n_t, n_c, n_r_own if deferred else n_r_own.double()]
     # (a gradient's elements may cancel down to its rms, so the strict pass
     # would only fail there: gradients go straight to the rules one by one)
     strict_first = bounds.element_floor < bounds.elementwise
-    fused = strict_first and n <= SLICE_RULE_MAX_ELEMENTS and not d.is_complex() and not tolerance.user
+    small = n <= SLICE_RULE_MAX_ELEMENTS and not d.is_complex() and not tolerance.user
+    fused = strict_first and small
+    # Small gradients: the slice rule's ratios ride in the same transfer.
+    fused_slices = not strict_first and small
+    if small:
+        # The unit ``floor + 4 eps rms(t)`` of the strict pass and of the slice
+        # rule, from ||t||: on the CPU a number (reading it costs nothing and
+        # saves the small tensor ops), elsewhere a 0-dim tensor (no round trip).
+        per_norm = KAPPA * bounds.eps / math.sqrt(n)
+        unit_t = float(n_t) * per_norm + bounds.floor if t.device.type == "cpu" else n_t * per_norm + bounds.floor
     if fused:
         # Small tensors: the strict per-element ratio (below) rides along in
-        # the same transfer; its unit comes from ||t|| without a round trip.
-        unit_t = n_t * (KAPPA * bounds.eps / math.sqrt(n)) + bounds.floor
-        allowed = torch.add(unit_t, torch.abs(t, out=scratch.like(t, 0)), alpha=bounds.normwise, out=scratch.like(t, 0))
-        low, high = torch.aminmax(torch.div(d, allowed, out=scratch.like(d, 1)))
-        norms.append(torch.maximum(-low, high))
-    # Small gradients: the slice rule's ratios ride in the same transfer.
-    fused_slices = (
-        not strict_first and n <= SLICE_RULE_MAX_ELEMENTS and not d.is_complex() and not tolerance.user
-    )
+        # the same transfer, as d / (|t| + unit / eps**(2/3)), i.e. times
+        # eps**(2/3), so that one op builds the denominator.
+        allowed = torch.abs(t, out=scratch.like(t, 0)).add_(unit_t / bounds.normwise)
+        norms += torch.aminmax(torch.div(d, allowed, out=scratch.like(d, 1)))
     slice_at = len(norms)
     if fused_slices:
-        norms += slice_ratio(d, t, n_t * (KAPPA * bounds.eps / math.sqrt(n)) + bounds.floor, bounds, scratch)
+        norms += slice_ratio(d, t, unit_t, bounds, scratch)
     values = torch.stack(norms).tolist()
     nt, nc = values[0], values[1]
     all_finite = all(math.isfinite(v) for v in values[:3])
@@ -209,7 +213,7 @@ def judge(
             unit = bounds.floor + KAPPA * bounds.eps * s
             looser = max(bounds.normwise / bounds.elementwise, unit / floor_e)
             if fused:
-                strict = 2 * values[3]
+                strict = 2 * max(-values[3], values[4]) / bounds.normwise
             elif not strict_first:
                 strict = math.inf
             else:
