@@ -9,8 +9,19 @@ if TYPE_CHECKING:
 
 #: Period of the tiled random cotangent: prime, so it lines up with no power-of-two shape.
 _COTANGENT_PERIOD = 4093
-#: Up to this many elements (on the CPU) the cotangent is drawn whole.
+#: Up to this many elements (on the CPU) the cotangent is a window of one pool of values.
 _COTANGENT_FULL = 1 << 16
+_POOL: list[torch.Tensor] = []
+
+
+def _cotangent_pool() -> torch.Tensor:
+    """_COTANGENT_FULL + _COTANGENT_PERIOD random float32 values in [-1, 1), drawn once per process."""
+    import torch
+
+    if not _POOL:
+        gen = torch.Generator(device="cpu").manual_seed(0x5EED)
+        _POOL.append(torch.empty(_COTANGENT_FULL + _COTANGENT_PERIOD).uniform_(-1, 1, generator=gen))
+    return _POOL[0]
 
 
 def clone_layout(t: torch.Tensor) -> torch.Tensor:
@@ -104,17 +115,19 @@ def cotangent(like: torch.Tensor, seed: int, out: torch.Tensor | None = None) ->
     Drawing a full-size random tensor costs more than a memory-bound op's
     backward; a short prime-period block is as good at exposing a wrong
     gradient and costs one copy (into ``out``, a contiguous buffer of the
-    cotangent's shape and dtype, when given).
+    cotangent's shape and dtype, when given). Small cotangents on the CPU
+    are a window of one pool of random values, starting where ``seed``
+    says: a copy instead of a draw, which costs a small check's backward.
     """
     import torch
 
     n = like.numel()
-    gen = torch.Generator(device="cpu").manual_seed(seed)
-    dtype = like.dtype if like.dtype in (torch.float32, torch.float64) else torch.float32
     if n <= _COTANGENT_FULL and like.device.type == "cpu":
-        # Small: one draw of the whole cotangent costs less than tiling a block.
-        out = torch.empty(like.shape, dtype=dtype).uniform_(-1, 1, generator=gen)
-        return out if dtype == like.dtype or not is_float(like) else out.to(like.dtype)
+        start = seed % _COTANGENT_PERIOD
+        window = _cotangent_pool()[start : start + n].reshape(like.shape)
+        # (a copy: a backward formula may write into its incoming gradient)
+        return window.to(dtype=like.dtype if is_float(like) else torch.float32, copy=True)
+    gen = torch.Generator(device="cpu").manual_seed(seed)
     block = torch.empty(min(n, _COTANGENT_PERIOD)).uniform_(-1, 1, generator=gen)
     block = block.to(device=like.device, dtype=like.dtype if is_float(like) else torch.float32)
     if n <= _COTANGENT_PERIOD:
