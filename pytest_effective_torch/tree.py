@@ -99,6 +99,8 @@ def leaves(value: Any, path: str = "") -> Iterator[tuple[str, Any]]:
 
 def tensors(value: Any, path: str = "") -> list[tuple[str, torch.Tensor]]:
     """``(path, tensor)`` for every tensor inside ``value``."""
+    if _is_tensor(value):  # the common case, without the walk
+        return [(path, value)]
     return [(p, leaf) for p, leaf in leaves(value, path) if _is_tensor(leaf)]
 
 
