@@ -116,7 +116,7 @@ def test_the_fused_slice_ratio_decides_exactly_as_the_slice_rule():
         d = torch.randn(shape, dtype=torch.float64, generator=gen) * float(t.norm()) * 10.0 ** -(3 + case % 6)
         rms = float(t.norm()) / math.sqrt(t.numel())
         unit = torch.linalg.vector_norm(t) * (KAPPA * bounds.eps / math.sqrt(t.numel())) + bounds.floor
-        fused = max((float(r) for r in slice_ratio(d, t, unit, bounds, scratch)), default=0.0) <= 1
+        fused = max((float(r) for r in slice_ratio(d, t, unit, bounds, scratch)), default=0.0) <= bounds.normwise**2
         assert fused == slices_ok(d, t, bounds, rms, float(d.norm()), scratch), (case, shape)
         outcomes.add(fused)
     assert outcomes == {True, False}  # both answers were exercised

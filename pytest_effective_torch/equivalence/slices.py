@@ -143,8 +143,9 @@ def slice_ratio(
 ) -> list[torch.Tensor]:
     """The fast slice rule as 0-dim tensors, to ride in the caller's one transfer.
 
-    Per checked dimension, ``max_s ||d||_s**2 / max(eps**(2/3)**2 ||t||_s**2,
-    unit**2 n_s)``: at most 1 exactly when :func:`slices_ok` passes.
+    Per checked dimension, ``max_s ||d||_s**2 / max(||t||_s**2, unit**2 n_s /
+    eps**(4/3))``: at most ``bounds.normwise**2`` (``eps**(4/3)``) exactly
+    when :func:`slices_ok` passes.
     ``unit`` (``floor + 4 eps rms(t)``) may be a 0-dim tensor, so that
     nothing waits for the host.
     """
@@ -154,13 +155,14 @@ def slice_ratio(
     n = t.numel()
     squares_t = scratch.square(t)
     squares_d = scratch.square(d, slot=1)
-    unit_sq = unit * unit
+    # max(nw**2 T_s, u**2 n_s) = nw**2 max(T_s, u**2 n_s / nw**2): one op less per dimension
+    floor_sq = unit * unit / bounds.normwise**2
     out = []
     for dim in dims:
         # (a sum over the other dimensions of a contiguous tensor is one
         # vectorized pass, as slice_sums' reshape gives, without the reshape)
         others = tuple(i for i in range(t.ndim) if i != dim)
-        allowed = squares_t.sum(others).mul_(bounds.normwise**2).clamp_min_(unit_sq * (n // t.shape[dim]))
+        allowed = squares_t.sum(others).clamp_min_(floor_sq * (n // t.shape[dim]))
         out.append(squares_d.sum(others).div_(allowed).amax())
     return out
 

@@ -154,7 +154,7 @@ def judge(
     # (only its finiteness is used: a finite half-precision reference must
     # not overflow its own norm, so those are summed in float32)
     n_r_own = n_t if deferred else vector_norm(r.float() if r.dtype in (torch.float16, torch.bfloat16) else r)
-    norms = [n_t, n_c, n_r_own if deferred else n_r_own.double()]
+    norms = [n_t, n_c, n_r_own if deferred or t.device.type == "cpu" else n_r_own.double()]
     # (a gradient's elements may cancel down to its rms, so the strict pass
     # would only fail there: gradients go straight to the rules one by one)
     strict_first = bounds.element_floor < bounds.elementwise
@@ -177,7 +177,9 @@ def judge(
     slice_at = len(norms)
     if fused_slices:
         norms += slice_ratio(d, t, unit_t, bounds, scratch)
-    values = torch.stack(norms).tolist()
+    # (one transfer where reading a scalar means a device round trip; on the
+    # CPU reading each costs less than stacking them)
+    values = [float(v) for v in norms] if t.device.type == "cpu" else torch.stack(norms).tolist()
     nt, nc = values[0], values[1]
     all_finite = all(math.isfinite(v) for v in values[:3])
     max_error: list[float] = []
@@ -224,7 +226,7 @@ def judge(
             else:
                 mc = mc_at_most(floor_e / 4)
                 ratio_e = mc / floor_e if mc <= floor_e / 4 else _relative_ratio(d, t, bounds.elementwise, floor_e, scratch)
-                fast_slices = max(values[slice_at:], default=0.0) <= 1 if fused_slices else None
+                fast_slices = max(values[slice_at:], default=0.0) <= bounds.normwise**2 if fused_slices else None
                 slices_pass = ratio_e <= 1 and (
                     (fast_slices if fast_slices is not None else slices_ok(d, t, bounds, s, nc, scratch))
                     # A gradient's slice that is near zero (a saturated row of a
