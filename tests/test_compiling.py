@@ -52,3 +52,16 @@ def test_a_bad_variant_argument_is_a_value_error_in_both_checks():
 def test_compile_options_in_the_eager_variant_change_nothing():
     report = assert_same_as_reference(torch.sin, torch.sin, ROWS, compile_options={"mode": "max-autotune"})
     assert not any(note.startswith("compile: ") for note in report.notes)
+
+
+def test_a_compiled_sweep_reports_its_compile_time_in_one_line_over_all_sizes(compile_loaded):
+    def rows(make, *, n):
+        return (make(3, n),)
+
+    report = assert_same_as_reference(
+        torch.sin, torch.sin, rows, sizes={"n": [2, 5, 9]}, variant="compile", compile_options={"backend": "eager"}
+    )
+    lines = [line for line in str(report).splitlines() if "compile: " in line]
+    assert len(lines) == 1, str(report)
+    assert "over 3 size(s) (torch.compile(mode='default', dynamic=False, backend='eager')" in lines[0]
+    assert all(point.compiled is not None and point.compiled[1] >= 1 for point in report.points.values())

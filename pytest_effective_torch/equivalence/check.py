@@ -119,7 +119,10 @@ class Check:
     def note_compiled(self) -> None:
         compiled = self.sides.compiled
         if compiled is not None:
-            self.report.add_note(compiled.note())
+            note = compiled.note()
+            self.report.compiled = (compiled.seconds, compiled.graphs, compiled.settings.describe())
+            self.report.compile_note = note
+            self.report.add_note(note)
 
     def opcheck(self, pristine: Args) -> list[Problem]:
         """torch.library.opcheck's failures on this trial's inputs (custom ops, first trials only)."""

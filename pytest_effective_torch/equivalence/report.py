@@ -86,7 +86,7 @@ class EquivalenceReport:
 
     >>> report = assert_same_as_reference(fast, slow, inputs)  # doctest: +SKIP
     >>> print(report)  # doctest: +SKIP
-    6 trials (random x3, layout, large, small); 7 output and 6 gradient comparisons against the float64 truth
+    7 trials (random x3, layout, large, small, offset); 8 output and 7 gradient comparisons against the float64 truth
     worst: grad of input 0 in trial 6: normwise relative error 1.72e-07 vs allowed 2.42e-05; ...
     """
 
@@ -97,6 +97,9 @@ class EquivalenceReport:
     notes: list[str] = field(default_factory=list)
     truth: str = "float64"
     parameter_gradients_compared: bool = False
+    #: variant compile: (seconds, graphs, how) of the candidate's compilation, and its note
+    compiled: tuple[float, int, str] | None = None
+    compile_note: str | None = None
 
     @property
     def kinds(self) -> list[str]:

@@ -116,8 +116,16 @@ class EquivalenceSweepReport:
         )
         if worst is not None:
             lines.append(f"worst: at {worst[0]}: {worst[1]}")
-        notes = dict.fromkeys(note for r in self.points.values() for note in r.notes)
+        # Each size compiles its own graphs: one line sums them up.
+        notes = dict.fromkeys(note for r in self.points.values() for note in r.notes if note != r.compile_note)
         lines += [f"note: {note}" for note in notes]
+        compiled = [r.compiled for r in self.points.values() if r.compiled is not None]
+        if compiled:
+            seconds, graphs = sum(c[0] for c in compiled), sum(c[1] for c in compiled)
+            lines.append(
+                f"note: compile: {seconds:.1f} s in the first calls of {graphs} input signature(s) over "
+                f"{len(compiled)} size(s) ({compiled[0][2]}; reference and truth eager)"
+            )
         return "\n".join(lines)
 
 
