@@ -158,9 +158,9 @@ def skip_unless_available(device: Any, settings: CompileSettings | None = None) 
     """``pytest.skip`` with the reason when the compile variant cannot apply on ``device``."""
     reason = unavailable_reason(device, settings)
     if reason is not None:
-        import pytest
+        from .errors import skip_test
 
-        pytest.skip(f"variant compile skipped: {reason}")
+        skip_test(f"variant compile skipped: {reason}")
 
 
 def _signature(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:

@@ -51,6 +51,18 @@ def with_context(exc: BaseException, context: str) -> NoReturn:
     raise UserCodeError(f"{type(exc).__name__}: {exc}\n{context}") from exc
 
 
+def skip_test(reason: str) -> NoReturn:
+    """``pytest.skip(reason)``, reported at the user's test rather than at this package's line.
+
+    (``-rs`` prints where a skip was raised; inside the engines that would be
+    a line of ours, not the test that chose the variant or the clock.)
+    """
+    __tracebackhide__ = True
+    import pytest
+
+    raise pytest.skip.Exception(reason, _use_item_location=True)
+
+
 def user_stacklevel() -> int:
     """The ``stacklevel`` that makes a warning point at the first frame outside this package.
 

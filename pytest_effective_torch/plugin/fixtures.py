@@ -18,6 +18,7 @@ from ..config.settings import Settings
 from ..equivalence.api import assert_same_as_reference
 from ..equivalence.gradcheck import GradcheckReport, gradcheck
 from ..equivalence.report import EquivalenceReport
+from ..errors import skip_test
 from ..inputs import Inputs, derive_seed
 from ..sizes import Sizes
 from ..speed import stats
@@ -215,7 +216,7 @@ class SpeedFixture:
         try:
             if not state.measure:
                 verdict = "skipped"
-                pytest.skip(
+                skip_test(
                     f"speed verdict skipped: {state.note}; candidate and reference each ran once"
                 )
             verdict = "error"

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from ..config.settings import Settings
+from ..errors import skip_test
 from ..speed import stats
 from ..speed.result import SpeedOptions
 from ..speed.sweep import SpeedSweepResult, SweepPoint, SweepSpec, conclude_sweep, run_sweep
@@ -65,7 +66,7 @@ class SweepRun:
             if self.settings.plots is not None and self.state.measure:
                 plot = self.write_plot(sweep)
             if not self.state.measure:
-                pytest.skip(f"speed sweep skipped: {self.state.note}; candidate and reference each ran once per size")
+                skip_test(f"speed sweep skipped: {self.state.note}; candidate and reference each ran once per size")
             policy = "error"
             outcome = conclude_sweep(sweep, options)
             policy = " (warned)"

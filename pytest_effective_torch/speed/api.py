@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from ..errors import skip_test
 from ..inputs import Inputs
 from ..sizes import Sizes
 from .clocks import untimed_reason
@@ -129,13 +130,9 @@ def assert_faster_than_reference(
     if spec is not None:
         sweep = run_sweep(candidate, reference, inputs, options, spec, measure=untimed is None)
         if untimed is not None:
-            import pytest
-
-            pytest.skip(f"speed sweep skipped: {untimed}; candidate and reference each ran once per size")
+            skip_test(f"speed sweep skipped: {untimed}; candidate and reference each ran once per size")
         return conclude_sweep(sweep, options)
     result = compare_speed(candidate, reference, inputs, options, measure=untimed is None)
     if untimed is not None:
-        import pytest
-
-        pytest.skip(f"speed verdict skipped: {untimed}; candidate and reference each ran once")
+        skip_test(f"speed verdict skipped: {untimed}; candidate and reference each ran once")
     return conclude(result, options)

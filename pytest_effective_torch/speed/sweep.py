@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..errors import CheckFailed, user_stacklevel, with_context
+from ..errors import CheckFailed, skip_test, user_stacklevel, with_context
 from ..formatting import fmt_bytes, fmt_time
 from ..inputs import Inputs
 from ..sizes import (
@@ -332,7 +332,6 @@ def _point_text(p: SweepPoint) -> str:
 def conclude_sweep(sweep: SpeedSweepResult, options: SpeedOptions) -> SpeedSweepResult:
     """Return the sweep, or raise (fail), skip or warn (inconclusive) naming the points."""
     __tracebackhide__ = True
-    import pytest
 
     if sweep.verdict == "skipped":
         return sweep
@@ -377,7 +376,7 @@ def conclude_sweep(sweep: SpeedSweepResult, options: SpeedOptions) -> SpeedSweep
     if short or memory or options.inconclusive == "fail":
         raise CheckFailed(message)
     if options.inconclusive == "skip":
-        pytest.skip(message)
+        skip_test(message)
     warnings.warn(SpeedInconclusiveWarning(message), stacklevel=user_stacklevel())
     return sweep
 

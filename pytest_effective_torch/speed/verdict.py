@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import warnings
 
-from ..errors import CheckFailed, user_stacklevel
+from ..errors import CheckFailed, skip_test, user_stacklevel
 from ..formatting import fmt_bytes, fmt_time
 from . import stats as _stats
 from .result import SpeedOptions, SpeedResult
@@ -120,7 +120,6 @@ def _accept_advice(policy: str) -> str:
 def conclude(result: SpeedResult, options: SpeedOptions) -> SpeedResult:
     """Turn a measured result into the verdict: return, raise, skip or warn."""
     __tracebackhide__ = True
-    import pytest
 
     if result.verdict == "skipped":
         return result
@@ -159,6 +158,6 @@ def conclude(result: SpeedResult, options: SpeedOptions) -> SpeedResult:
     if result.verdict == _stats.FAIL or options.inconclusive == "fail":
         raise CheckFailed(message)
     if options.inconclusive == "skip":
-        pytest.skip(message)
+        skip_test(message)
     warnings.warn(SpeedInconclusiveWarning(message), stacklevel=user_stacklevel())
     return result
