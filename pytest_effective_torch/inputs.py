@@ -193,7 +193,8 @@ class Maker:
         scaled = scale is not None or (default_range and self.offset is not None)
         call_seed = derive_seed(self.seed, "make", self.calls)
         self.calls += 1
-        if default_range and dtype.is_floating_point and not exclude_zero:
+        # (make_tensor draws the other floating dtypes, float8 among them, in float32 and casts)
+        if default_range and dtype in (torch.float32, torch.float64, torch.float16, torch.bfloat16) and not exclude_zero:
             # make_tensor's draw for its default [-9, 9] range, from a private
             # generator: the same values, without saving and restoring the
             # global generator's state around each call.

@@ -66,6 +66,18 @@ def _dataclass_node(value: Any) -> Node:
     )
 
 
+class _ChildrenAreLeaves:
+    """``is_leaf`` for a one-level flatten: everything but ``root``."""
+
+    __slots__ = ("root",)
+
+    def __init__(self, root: Any) -> None:
+        self.root = root
+
+    def __call__(self, x: Any) -> bool:
+        return x is not self.root
+
+
 def node(value: Any) -> Node | None:
     """``value`` as a container one level deep, or None when it is a leaf."""
     if _is_tensor(value):
@@ -73,7 +85,14 @@ def node(value: Any) -> Node | None:
     import torch.utils._pytree as pytree
 
     # Every child of ``value`` counts as a leaf here: one level, not the tree.
-    pairs, spec = pytree.tree_flatten_with_path(value, is_leaf=lambda x: x is not value)
+    children_only = _ChildrenAreLeaves(value)
+    try:
+        pairs, spec = pytree.tree_flatten_with_path(value, is_leaf=children_only)
+    finally:
+        # torch's flatten recurses through a nested function, a reference
+        # cycle that keeps ``is_leaf`` until a full garbage collection: it
+        # must not keep ``value`` (outputs and their autograd graphs) too.
+        children_only.root = None
     if spec.is_leaf():
         if dataclasses.is_dataclass(value) and not isinstance(value, type):
             return _dataclass_node(value)

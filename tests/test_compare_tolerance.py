@@ -120,3 +120,20 @@ def test_the_fused_slice_ratio_decides_exactly_as_the_slice_rule():
         assert fused == slices_ok(d, t, bounds, rms, float(d.norm()), scratch), (case, shape)
         outcomes.add(fused)
     assert outcomes == {True, False}  # both answers were exercised
+
+
+def test_a_zero_slice_whose_floor_underflows_cannot_hide_a_failing_slice():
+    # float64 gradients near 1e-148: the slice floor's square underflows to 0,
+    # so an all-zero column gives 0/0 = nan in the fast slice ratio.
+    from pytest_effective_torch.equivalence.judge import _gradient_bounds
+
+    t = torch.zeros(4, 4, dtype=torch.float64)
+    t[:, 2:] = 1e-148
+    c = t.clone()
+    c[:, 1] = 1e-161  # wrong where the truth is exactly 0
+    for truth, cand in ((t, c), (t.flip(1).contiguous(), c.flip(1).contiguous())):
+        verdict = judge(
+            cand, truth.clone(), truth, bounds=_gradient_bounds(bounds_for(torch.float64)),
+            tolerance=Tolerance(), user_defaults=(1e-7, 1e-7),
+        )  # fmt: skip
+        assert not verdict.ok

@@ -406,7 +406,8 @@ def _tensors_over(elements: int) -> list[torch.Tensor]:
     return [o for o in gc.get_objects() if type(o) in (torch.Tensor, torch.nn.Parameter) and o.numel() >= elements]
 
 
-def test_a_check_frees_its_outputs_and_buffers_when_it_returns_without_the_garbage_collector():
+@pytest.mark.parametrize("structure", ["tensor", "tuple", "dict"])
+def test_a_check_frees_its_outputs_and_buffers_when_it_returns_without_the_garbage_collector(structure):
     # Reference cycles would keep each check's outputs, autograd graphs and
     # reused buffers (over 1 GiB at 4096 x 4096) until a full collection.
     import gc
@@ -414,19 +415,37 @@ def test_a_check_frees_its_outputs_and_buffers_when_it_returns_without_the_garba
 
     outputs = []
 
+    def wrap(out, x):
+        return {"tensor": out, "tuple": (out, x.sum()), "dict": {"out": out, "total": x.sum()}}[structure]
+
     def doubled(x):
         out = x * 2
         outputs.append(weakref.ref(out))
-        return out
+        return wrap(out, x)
 
     size = 1 << 20  # large enough for the reused copies and cotangents
     assert _tensors_over(size) == []
     gc.disable()
     try:
-        assert_same_as_reference(doubled, lambda x: x + x, lambda make: (make(1024, 1024),))
+        assert_same_as_reference(doubled, lambda x: wrap(x + x, x), lambda make: (make(1024, 1024),))
         left = _tensors_over(size)
         alive = [ref for ref in outputs if ref() is not None]
     finally:
         gc.enable()
     assert outputs and not alive, f"{len(alive)} of the candidate's {len(outputs)} outputs outlived the check"
     assert left == [], [(tuple(t.shape), t.dtype) for t in left]
+
+
+def test_a_module_check_keeps_no_copy_of_the_parameters_after_it_returns():
+    import gc
+
+    candidate = torch.nn.Linear(1024, 1024)
+    reference = copy.deepcopy(candidate)
+    mine = {candidate.weight.data_ptr(), reference.weight.data_ptr()}
+    gc.disable()
+    try:
+        assert_same_as_reference(candidate, reference, lambda make: (make(4, 1024),), trials=1)
+        copies = [t for t in _tensors_over(1 << 20) if t.data_ptr() not in mine]
+    finally:
+        gc.enable()
+    assert copies == [], [(t.dtype, type(t).__name__) for t in copies]

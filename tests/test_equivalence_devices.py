@@ -147,3 +147,15 @@ def test_make_draws_what_make_tensor_draws_from_the_call_seed_and_leaves_the_glo
     for call, (tensor, kw) in enumerate(zip(made, kwargs, strict=True)):
         torch.manual_seed(derive_seed(11, "make", call))
         assert torch.equal(tensor, make_tensor(tuple(tensor.shape), dtype=dtype, device="cpu", **kw)), call
+
+
+def test_make_draws_float8_as_make_tensor_does():
+    from torch.testing import make_tensor
+
+    from pytest_effective_torch import Maker
+    from pytest_effective_torch.inputs import derive_seed
+
+    x = Maker("cpu", torch.float8_e4m3fn, seed=2)(3, 5)
+    torch.manual_seed(derive_seed(2, "make", 0))
+    assert x.dtype == torch.float8_e4m3fn
+    assert torch.equal(x.float(), make_tensor((3, 5), dtype=torch.float8_e4m3fn, device="cpu").float())

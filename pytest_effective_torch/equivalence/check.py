@@ -14,6 +14,7 @@ it (:mod:`.report`).
 from __future__ import annotations
 
 import itertools
+import weakref
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
@@ -69,7 +70,14 @@ class Check:
         self.reused = Reused()
         self.judge = Judge(options, self.report)
         self.judge.degrade = self.truth.degrade
-        self.gradients = Gradients(sides, self.judge, self.report, options.param_map, self.context, self.reused)
+        # (through a weak reference: a bound method would make the check and
+        # its gradients a cycle, keeping module copies alive after the check)
+        check = weakref.ref(self)
+        self.gradients = Gradients(
+            sides, self.judge, self.report, options.param_map,
+            lambda *args: check().context(*args),  # type: ignore[union-attr]
+            self.reused,
+        )  # fmt: skip
 
     # -- context for crashes and failures ------------------------------------
 

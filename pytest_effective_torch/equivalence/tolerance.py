@@ -226,7 +226,9 @@ def judge(
             else:
                 mc = mc_at_most(floor_e / 4)
                 ratio_e = mc / floor_e if mc <= floor_e / 4 else _relative_ratio(d, t, bounds.elementwise, floor_e, scratch)
-                fast_slices = max(values[slice_at:], default=0.0) <= bounds.normwise**2 if fused_slices else None
+                # (all(), not max(): a nan, from a zero slice whose floor
+                # underflowed, must fail here, and max() may skip it)
+                fast_slices = all(v <= bounds.normwise**2 for v in values[slice_at:]) if fused_slices else None
                 slices_pass = ratio_e <= 1 and (
                     (fast_slices if fast_slices is not None else slices_ok(d, t, bounds, s, nc, scratch))
                     # A gradient's slice that is near zero (a saturated row of a
