@@ -4,9 +4,14 @@
 # extension cannot be imported a second time in one process, and hypothesis
 # (imported by its pytest plugin at the end of every inner run) is slow to
 # re-import, so both are imported here, before any inner run, and stay.
+# torch._dynamo too: torch.profiler imports it (an inner run that measures
+# peak memory on the CPU does), and once pytester has dropped it, importing
+# it again registers torch's test operator library twice (a RuntimeError) or
+# loads Triton's native module a second time (the process aborts).
 import hypothesis  # noqa: F401
 import pytest
 import torch
+import torch._dynamo
 
 
 @pytest.fixture(autouse=True)
