@@ -161,7 +161,8 @@ class Maker:
         self.calls = 0
         #: (tensor, scaled) for every tensor made, in order.
         self.made: list[tuple[torch.Tensor, bool]] = []
-        self._gen: torch.Generator | None = None
+        #: draws the default-range floating tensors (reseeded per call)
+        self._gen = torch.Generator(device="cpu")
 
     def __call__(
         self,
@@ -198,7 +199,7 @@ class Maker:
             # make_tensor's draw for its default [-9, 9] range, from a private
             # generator: the same values, without saving and restoring the
             # global generator's state around each call.
-            tensor = torch.empty(size, dtype=dtype).uniform_(-9.0, 9.0, generator=self._generator(call_seed))
+            tensor = torch.empty(size, dtype=dtype).uniform_(-9.0, 9.0, generator=self._gen.manual_seed(call_seed))
         else:
             tensor = self._make_tensor(size, dtype, low, high, exclude_zero, call_seed)
         if scale is not None:
@@ -210,13 +211,6 @@ class Maker:
             tensor.requires_grad_(True)
         self.made.append((tensor, scaled))
         return tensor
-
-    def _generator(self, seed: int) -> torch.Generator:
-        import torch
-
-        if self._gen is None:
-            self._gen = torch.Generator(device="cpu")
-        return self._gen.manual_seed(seed)
 
     @staticmethod
     def _make_tensor(

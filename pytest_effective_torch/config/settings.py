@@ -114,30 +114,25 @@ def _parse_devices(text: str) -> tuple[str, ...]:
 
 
 def _parse_dtypes(text: str) -> tuple[str, ...]:
-    names = [part for part in text.replace(" ", ",").split(",") if part.strip()]
-    if not names:
-        raise ValueError("expected at least one dtype")
-    out: list[str] = []
-    for name in names:
-        canonical = canonical_dtype_name(name)
-        if canonical not in out:
-            out.append(canonical)
-    return tuple(out)
+    return _parse_names(text, "dtype", canonical_dtype_name)
 
 
 def _parse_variants(text: str) -> tuple[str, ...]:
-    names = [part for part in text.replace(" ", ",").split(",") if part.strip()]
-    if not names:
-        raise ValueError("expected at least one variant")
-    out: list[str] = []
-    for name in names:
+    def canonical(name: str) -> str:
         try:
-            canonical = check_variant(name)
+            return check_variant(name)
         except ValueError:
             raise ValueError("expected eager and/or compile, e.g. eager,compile") from None
-        if canonical not in out:
-            out.append(canonical)
-    return tuple(out)
+
+    return _parse_names(text, "variant", canonical)
+
+
+def _parse_names(text: str, what: str, canonical: Callable[[str], str]) -> tuple[str, ...]:
+    """Comma- or space-separated names, canonical and without repeats, in the order given."""
+    names = [part for part in text.replace(" ", ",").split(",") if part.strip()]
+    if not names:
+        raise ValueError(f"expected at least one {what}")
+    return tuple(dict.fromkeys(canonical(name) for name in names))
 
 
 @dataclass(frozen=True)

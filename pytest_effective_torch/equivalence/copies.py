@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -11,17 +12,15 @@ if TYPE_CHECKING:
 _COTANGENT_PERIOD = 4093
 #: Up to this many elements (on the CPU) the cotangent is a window of one pool of values.
 _COTANGENT_FULL = 1 << 16
-_POOL: list[torch.Tensor] = []
 
 
+@functools.cache
 def _cotangent_pool() -> torch.Tensor:
     """_COTANGENT_FULL + _COTANGENT_PERIOD random float32 values in [-1, 1), drawn once per process."""
     import torch
 
-    if not _POOL:
-        gen = torch.Generator(device="cpu").manual_seed(0x5EED)
-        _POOL.append(torch.empty(_COTANGENT_FULL + _COTANGENT_PERIOD).uniform_(-1, 1, generator=gen))
-    return _POOL[0]
+    gen = torch.Generator(device="cpu").manual_seed(0x5EED)
+    return torch.empty(_COTANGENT_FULL + _COTANGENT_PERIOD).uniform_(-1, 1, generator=gen)
 
 
 def clone_layout(t: torch.Tensor) -> torch.Tensor:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import shlex
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -74,34 +74,37 @@ def _device_params(metafunc: pytest.Metafunc, settings: Settings) -> list[Any]:
 
 
 def _dtype_params(metafunc: pytest.Metafunc, settings: Settings) -> list[Any]:
+    def reason(supported: list[str]) -> str:
+        return f"supports dtypes {', '.join(supported)}; selected: {', '.join(settings.dtypes)}"
+
     supported = markers.dtypes(metafunc.definition, metafunc.definition.nodeid)
-    if supported is None:
-        return list(settings.dtypes)
-    if not settings.dtypes_explicit:
-        return supported
-    chosen = [d for d in settings.dtypes if d in supported]
-    if chosen:
-        return chosen
-    reason = (
-        f"supports dtypes {', '.join(supported)}; selected: {', '.join(settings.dtypes)}"
-    )
-    return [_skip_param(supported[0], reason)]
+    return _marked_params(supported, settings.dtypes, settings.dtypes_explicit, reason)
 
 
 def _variant_params(metafunc: pytest.Metafunc, settings: Settings) -> list[Any]:
+    def reason(supported: list[str]) -> str:
+        return (
+            f"runs in variants {', '.join(supported)}; selected: {', '.join(settings.variants)} "
+            f"(run with --effective-torch-variants={supported[0]})"
+        )
+
     supported = markers.variants(metafunc.definition, metafunc.definition.nodeid)
+    return _marked_params(supported, settings.variants, settings.variants_explicit, reason)
+
+
+def _marked_params(
+    supported: list[str] | None, selected: Sequence[str], explicit: bool, reason: Callable[[list[str]], str]
+) -> list[Any]:
+    """What a marker allows: every selected value without one, the marker's own values when none
+    were selected explicitly, else those in both, or one skipped value saying why."""
     if supported is None:
-        return list(settings.variants)
-    if not settings.variants_explicit:
+        return list(selected)
+    if not explicit:
         return supported
-    chosen = [v for v in settings.variants if v in supported]
+    chosen = [v for v in selected if v in supported]
     if chosen:
         return chosen
-    reason = (
-        f"runs in variants {', '.join(supported)}; selected: {', '.join(settings.variants)} "
-        f"(run with --effective-torch-variants={supported[0]})"
-    )
-    return [_skip_param(supported[0], reason)]
+    return [_skip_param(supported[0], reason(supported))]
 
 
 def _parts(value: Any) -> tuple[Any, list[Any], str]:
