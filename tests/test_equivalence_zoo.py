@@ -183,6 +183,54 @@ def test_a_candidate_that_assumes_contiguous_memory_fails_in_the_layout_trial():
     assert "strides (21, 2), offset 1" in msg
 
 
+class SigmoidReadingItsGradientAsContiguous(torch.autograd.Function):
+    """A backward that indexes its incoming gradient with contiguous strides (a raw-pointer kernel)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        y = torch.sigmoid(x)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):
+        (y,) = ctx.saved_tensors
+        strides = [1] * grad.dim()
+        for d in range(grad.dim() - 2, -1, -1):
+            strides[d] = strides[d + 1] * grad.shape[d + 1]
+        grad = grad.as_strided(grad.shape, strides, grad.storage_offset())
+        return grad * y * (1 - y)
+
+
+def test_a_backward_that_assumes_a_contiguous_incoming_gradient_fails_in_the_layout_trial():
+    msg = failure(SigmoidReadingItsGradientAsContiguous.apply, torch.sigmoid, rows)
+    assert "1 problem in trial 4 of 7 (non-contiguous layout)" in msg
+    assert "grad of input 0: shape (6, 10)" in msg
+    assert "gradients flowing in (cotangents): non-contiguous too" in msg
+    assert "output[" not in msg  # its forward is right
+
+
+class SigmoidReusingItsIncomingGradient(torch.autograd.Function):
+    """A correct backward that writes its result into the incoming gradient's buffer."""
+
+    @staticmethod
+    def forward(ctx, x):
+        y = torch.sigmoid(x)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):
+        (y,) = ctx.saved_tensors
+        return grad.mul_(y * (1 - y))
+
+
+def test_a_backward_that_overwrites_its_incoming_gradient_still_passes():
+    # The reference and the float64 truth must not see the overwritten cotangent.
+    report = assert_same_as_reference(SigmoidReusingItsIncomingGradient.apply, torch.sigmoid, rows)
+    assert len(report.gradients) == 7
+
+
 def test_a_candidate_that_calls_view_on_a_strided_input_crashes_with_the_trial_named():
     _, notes = crash(RuntimeError, lambda: assert_same_as_reference(lambda x: x.view(-1), lambda x: x.reshape(-1), rows))
     assert "while running the candidate in trial 4 of 7 (non-contiguous layout)" in notes

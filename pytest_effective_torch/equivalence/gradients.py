@@ -11,7 +11,7 @@ from .compare import Leaf, pair
 from .conditioning import gradient_leaves
 from .copies import Reused, cotangent, is_float
 from .judge import Judge
-from .plan import Trial
+from .plan import Trial, noncontiguous_copy
 from .report import EquivalenceReport, Problem
 from .sides import Sides
 
@@ -62,6 +62,12 @@ class Gradients:
             cotangent(leaf.reference, derive_seed(trial.seed, "cotangent", k), self._cotangent_buffer(k, leaf.reference))
             for k, leaf in enumerate(float_leaves)
         ]
+        if trial.noncontiguous:
+            # The layout trial's cotangents are strided too: autograd hands a
+            # backward whatever layout the next op's gradient has (an
+            # expanded scalar after .sum(), a transpose), and a kernel that
+            # reads its incoming gradient as if contiguous is wrong there.
+            cots = [noncontiguous_copy(c) for c in cots]
         inputs_c = [(p, t) for _, p, t in input_tensors(cand_args) if t.requires_grad]
         inputs_r = [(p, t) for _, p, t in input_tensors(ref_args) if t.requires_grad]
 

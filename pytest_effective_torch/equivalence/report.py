@@ -151,6 +151,8 @@ def failure_message(
         + (f"; {passed_before} earlier trial{'s' if passed_before != 1 else ''} passed" if passed_before else ""),
         f"  inputs: {inputs_line}",
     ]
+    if trial.noncontiguous and any(p.path.startswith("grad of") for p in problems):
+        lines.append("  gradients flowing in (cotangents): non-contiguous too, every other element of a wider buffer")
     lines += [problem.render() for problem in problems]
     lines += [f"  note: {note}" for note in notes]
     lines.append(rerun)
