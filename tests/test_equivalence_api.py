@@ -304,6 +304,9 @@ def test_a_builder_returning_a_bare_tensor_is_a_type_error():
         ({"seed": -1}, ValueError, "seed must be an integer"),
         ({"mutates": [1.5]}, TypeError, "mutates must hold argument positions"),
         ({"mutates": ("out",)}, ValueError, "mutates names arguments the inputs do not have"),
+        ({"no_grad": True}, TypeError, "no_grad names arguments .*pass check_grad=False"),
+        ({"no_grad": [None]}, TypeError, "no_grad must hold argument positions"),
+        ({"no_grad": (3, "mask")}, ValueError, r"no_grad names arguments the inputs do not have: \[3, 'mask'\]"),
         ({"dtype": torch.int64}, ValueError, "dtype must be a floating dtype"),
         ({"device": "nonsense"}, ValueError, "invalid device 'nonsense'"),
         ({"param_map": 3}, TypeError, "param_map must be a dict"),
@@ -314,6 +317,54 @@ def test_bad_arguments_are_type_or_value_errors(kwargs, error, match):
     args = {"candidate": torch.sin, "reference": torch.sin, "inputs": lambda make: (make(3),), **kwargs}
     with pytest.raises(error, match=match):
         assert_same_as_reference(args.pop("candidate"), args.pop("reference"), args.pop("inputs"), **args)
+
+
+# --- inputs kept out of the gradients (no_grad=) ----------------------------------------
+
+
+def batch_norm_by_hand(x, running_mean, running_var, weight, bias):
+    scale = weight / torch.sqrt(running_var + 1e-5)
+    return (x - running_mean[:, None]) * scale[:, None] + bias[:, None]
+
+
+def batch_norm_eval(x, running_mean, running_var, weight, bias):
+    return torch.nn.functional.batch_norm(x, running_mean, running_var, weight, bias, training=False, eps=1e-5)
+
+
+def statistics_inputs(make):
+    return make(8, 6, 10), make(6), make(6, low=0.5, high=2), make(6), make(6)
+
+
+def test_an_input_torch_cannot_differentiate_crashes_with_a_hint_to_no_grad():
+    _, notes = crash(RuntimeError, lambda: assert_same_as_reference(batch_norm_eval, batch_norm_by_hand, statistics_inputs))
+    assert "while running the candidate in trial 1 of 7" in notes
+    assert "keep arguments out of them with no_grad=(position or keyword name, ...)" in notes
+    assert "check_grad=False" in notes
+
+
+def test_no_grad_keeps_running_statistics_out_and_judges_the_other_gradients():
+    report = assert_same_as_reference(batch_norm_eval, batch_norm_by_hand, statistics_inputs, no_grad=(1, 2))
+    paths = {g.split(" (trial")[0] for g in report.gradients}
+    assert paths == {"grad of input 0", "grad of input 3", "grad of input 4"}
+
+
+def test_no_grad_does_not_excuse_a_wrong_gradient_of_the_other_inputs():
+    def bias_gradient_lost(x, running_mean, running_var, weight, bias):
+        return batch_norm_eval(x, running_mean, running_var, weight, bias.detach())
+
+    with pytest.raises(CheckFailed, match=r"grad of input 4: gradient is None for the candidate but not for the reference"):
+        assert_same_as_reference(bias_gradient_lost, batch_norm_by_hand, statistics_inputs, no_grad=(1, 2))
+
+
+def test_no_grad_takes_keyword_names():
+    def candidate(x, *, table):
+        return x * table
+
+    def reference(x, *, table):
+        return table * x
+
+    report = assert_same_as_reference(candidate, reference, lambda make: Args(make(4, 6), table=make(6)), no_grad="table")
+    assert {g.split(" (trial")[0] for g in report.gradients} == {"grad of input 0"}
 
 
 def test_keyword_inputs_via_args_reach_both_sides():

@@ -36,6 +36,7 @@ def assert_same_as_reference(
     rtol: float | None = None,
     check_grad: bool = True,
     mutates: Iterable[int | str] | int | str = (),
+    no_grad: Iterable[int | str] | int | str = (),
     param_map: ParamMap | None = None,
     trials: int | None = None,
     sizes: Sizes | None = None,
@@ -58,7 +59,9 @@ def assert_same_as_reference(
     to cpu and float32. ``atol``/``rtol`` replace the automatic tolerance
     with torch.testing.assert_close's rule against the truth. ``mutates``
     names arguments the candidate may change in place (their final values
-    are compared). ``param_map`` maps candidate parameter names to the
+    are compared). ``no_grad`` names arguments whose gradients are not
+    taken (running statistics, a constant table): floating inputs are
+    otherwise all differentiated. ``param_map`` maps candidate parameter names to the
     reference's (a dict), or is a callable that takes the reference's
     parameter gradients by name and returns the candidate's expected ones.
 
@@ -109,6 +112,7 @@ def assert_same_as_reference(
             rtol=rtol,
             check_grad=check_grad,
             mutates=mutates,
+            no_grad=no_grad,
             param_map=param_map,
             trials=trials,
             rerun=_rerun,

@@ -138,7 +138,7 @@ class Check:
 
         compiled = self.sides.compiled
         op = compiled.original if compiled is not None else self.sides.candidate.fn
-        return opcheck_problems(op, pristine, self.options.check_grad)
+        return opcheck_problems(op, pristine)
 
     def shrink_if_large(self, trials: list[Trial], args: Args) -> list[Trial]:
         """Large inputs get one random trial (known once the first inputs exist)."""
@@ -175,6 +175,7 @@ class Check:
         # the extra no_grad run needs the values from before that.
         before_calls = map_args(pristine, clone_layout) if first and options.mutates else pristine
 
+        self.mark_differentiable(pristine)
         checked_ops = self.opcheck(pristine) if options.opcheck and passed_before < OPCHECK_TRIALS else []
         try:
             problems = self.judged_calls(trial, total, pristine, passed_before, before_calls)
@@ -194,6 +195,19 @@ class Check:
             if self.truth.degraded_note and self.truth.degraded_note not in notes:
                 notes.append(self.truth.degraded_note)
             self.fail(trial, total, passed_before, problems, pristine, notes)
+
+    def mark_differentiable(self, pristine: Args) -> None:
+        """Make the floating leaves that gradients are taken with respect to require grad.
+
+        Declared-mutated arguments are left alone (in-place ops on such leaves
+        raise), and so are the ones ``no_grad`` names.
+        """
+        options = self.options
+        if not options.check_grad:
+            return
+        for key, _, t in input_tensors(pristine):
+            if is_float(t) and t.is_leaf and key not in options.mutates and key not in options.no_grad:
+                t.requires_grad_(True)
 
     def judged_calls(self, trial: Trial, total: int, pristine: Args, passed_before: int, before_calls: Args) -> list[Problem]:
         """Call every side, judge outputs and gradients, and run the no_grad check: the problems found."""
@@ -255,11 +269,6 @@ class Check:
         import torch
 
         options, sides = self.options, self.sides
-        # Leaves that gradients are taken with respect to; declared-mutated
-        # arguments are left alone (in-place ops on such leaves raise).
-        for key, _, t in input_tensors(pristine):
-            if options.check_grad and is_float(t) and key not in options.mutates and t.is_leaf:
-                t.requires_grad_(True)
         truth_args = None
         slots = itertools.count()  # map_args visits the tensors in the same order every trial
         if sides.truth is not None:

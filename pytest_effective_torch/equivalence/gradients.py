@@ -13,7 +13,7 @@ from .copies import Reused, cotangent, is_float
 from .judge import Judge
 from .plan import Trial, noncontiguous_copy
 from .report import EquivalenceReport, Problem
-from .sides import Sides
+from .sides import Sides, gradient_hint
 
 if TYPE_CHECKING:
     import torch
@@ -86,7 +86,10 @@ class Gradients:
                     )
                 )
             except Exception as exc:
-                with_context(exc, self.context(f"computing gradients of the {side} (backward)", trial, total, args))
+                with_context(
+                    exc,
+                    self.context(f"computing gradients of the {side} (backward)", trial, total, args) + gradient_hint(exc),
+                )
 
         cand_params = self.cand.params
         ref_params = self.ref.params

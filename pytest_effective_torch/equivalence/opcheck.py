@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..inputs import Args, input_tensors, map_args
-from .copies import clone_layout, is_float
+from .copies import clone_layout
 from .report import Problem
 
 #: opcheck runs on the inputs of this many trials of a check (the first ones).
@@ -75,20 +75,22 @@ def _first_line(error: BaseException) -> str:
     return line if len(line) <= 300 else line[:297] + "..."
 
 
-def opcheck_problems(op: Any, pristine: Args, check_grad: bool) -> list[Problem]:
+def opcheck_problems(op: Any, pristine: Args) -> list[Problem]:
     """One problem per opcheck test that fails on copies of ``pristine``.
 
-    With ``check_grad`` the floating inputs require grad (opcheck then also
-    checks the autograd registration and the backward under AOT dispatch);
-    without it they do not, so an op without an autograd formula can pass.
+    The copies require grad where ``pristine``'s tensors do (with
+    ``check_grad``, every floating input that ``no_grad`` does not name):
+    opcheck then also checks the autograd registration and the backward
+    under AOT dispatch. With ``check_grad=False`` none does, so an op
+    without an autograd formula can pass.
     """
     import torch
 
     def copy(t: torch.Tensor) -> torch.Tensor:
-        out = clone_layout(t.detach())
-        return out.requires_grad_(check_grad and is_float(t))
+        return clone_layout(t.detach()).requires_grad_(t.requires_grad)
 
     args = map_args(pristine, copy)
+    check_grad = any(t.requires_grad for _, _, t in input_tensors(args))
     key = (op_name(op), _signature(args), check_grad)
     if key in _CACHE:
         return list(_CACHE[key])

@@ -45,6 +45,8 @@ class CheckOptions:
     given: Args | None
     #: run torch.library.opcheck on the first trials' inputs (custom-op candidates)
     opcheck: bool = False
+    #: arguments kept out of the gradients (running statistics, masks, constants)
+    no_grad: frozenset[int | str] = frozenset()
     #: how the candidate is compiled (variant ``compile``); None: eager
     compiling: CompileSettings | None = None
 
@@ -121,17 +123,21 @@ def check_device(device: Any) -> torch.device | None:
     raise TypeError(f"device must be a torch.device, a string such as 'cpu', or None; got {device!r}")
 
 
-def check_mutates(mutates: Any) -> frozenset[int | str]:
-    if isinstance(mutates, (int, str)) and not isinstance(mutates, bool):
-        mutates = (mutates,)
-    if not isinstance(mutates, Iterable):
-        raise TypeError(f"mutates must be argument positions and/or keyword names, got {mutates!r}")
+def check_argument_keys(option: str, keys: Any) -> frozenset[int | str]:
+    """``mutates=`` / ``no_grad=``: argument positions and keyword names, one or several."""
+    if isinstance(keys, bool):
+        hint = "; to compare outputs only, pass check_grad=False" if option == "no_grad" else ""
+        raise TypeError(f"{option} names arguments (positions and/or keyword names), got {keys!r}{hint}")
+    if isinstance(keys, (int, str)):
+        keys = (keys,)
+    if not isinstance(keys, Iterable):
+        raise TypeError(f"{option} must be argument positions and/or keyword names, got {keys!r}")
     out: set[int | str] = set()
-    for item in mutates:
+    for item in keys:
         if isinstance(item, bool) or not isinstance(item, (int, str)):
-            raise TypeError(f"mutates must hold argument positions (int) or keyword names (str), got {item!r}")
+            raise TypeError(f"{option} must hold argument positions (int) or keyword names (str), got {item!r}")
         if isinstance(item, int) and item < 0:
-            raise ValueError(f"mutates: argument positions count from 0, got {item}")
+            raise ValueError(f"{option}: argument positions count from 0, got {item}")
         out.add(item)
     return frozenset(out)
 
@@ -168,6 +174,7 @@ def check_options(
     param_map: Any,
     trials: Any,
     rerun: str | None,
+    no_grad: Any = (),
     opcheck: Any = None,
     variant: Any = "eager",
     compile_options: Any = None,
@@ -226,7 +233,8 @@ def check_options(
         seed=seed,
         tolerance=Tolerance(check_number("atol", atol), check_number("rtol", rtol)),
         check_grad=check_grad,
-        mutates=check_mutates(mutates),
+        mutates=check_argument_keys("mutates", mutates),
+        no_grad=check_argument_keys("no_grad", no_grad),
         param_map=check_param_map(param_map),
         trials=trials,
         rerun=rerun,

@@ -184,11 +184,13 @@ def trial_inputs(
     moved = trial.scale is not None or trial.offset is not None
     scaled_none = moved and not any(scaled for _, scaled in make.made)
     args = map_args(args, noncontiguous_copy if trial.noncontiguous else (lambda t: t.detach()))
-    if options.mutates:
-        keys = {k for k, _ in arg_items(args)}
-        unknown = [m for m in options.mutates if m not in keys]
-        if unknown:
-            raise ValueError(
-                f"mutates names arguments the inputs do not have: {unknown}; arguments: {sorted(map(str, keys))}"
-            )
+    for option, named in (("mutates", options.mutates), ("no_grad", options.no_grad)):
+        if named:
+            keys = {k for k, _ in arg_items(args)}
+            unknown = sorted((m for m in named if m not in keys), key=str)
+            if unknown:
+                raise ValueError(
+                    f"{option} names arguments the inputs do not have: {unknown}; "
+                    f"arguments: {sorted(map(str, keys))}"
+                )
     return args, scaled_none
