@@ -51,6 +51,27 @@ def with_context(exc: BaseException, context: str) -> NoReturn:
     raise UserCodeError(f"{type(exc).__name__}: {exc}\n{context}") from exc
 
 
+#: What torch says when an input must not require grad, or a function has no backward.
+_NOT_DIFFERENTIABLE = (
+    "is not differentiable with respect to",
+    "cannot have requires_grad",
+    "no autograd formula",
+    "derivative for",  # "the derivative for 'aten::foo' is not implemented"
+)
+
+
+def gradient_hint(exc: BaseException, *, outputs_only: bool = True) -> str:
+    """A hint line when ``exc`` says autograd could not go through (empty otherwise)."""
+    text = str(exc)
+    if not any(s in text for s in _NOT_DIFFERENTIABLE):
+        return ""
+    return (
+        "\nhint: the check takes gradients with respect to every floating input; keep arguments "
+        "out of them with no_grad=(position or keyword name, ...)"
+        + (", or compare outputs only with check_grad=False" if outputs_only else "")
+    )
+
+
 def skip_test(reason: str) -> NoReturn:
     """``pytest.skip(reason)``, reported at the user's test rather than at this package's line.
 

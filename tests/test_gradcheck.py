@@ -135,6 +135,40 @@ def test_a_crash_in_fn_keeps_its_type_and_gets_context():
     assert "while running fn in gradcheck on float64 copies" in context
 
 
+def batch_norm_eval(x, running_mean, running_var, weight, bias):
+    return torch.nn.functional.batch_norm(x, running_mean, running_var, weight, bias, training=False)
+
+
+def statistics_inputs(make):
+    return make(2, 3, 4), make(3), make(3, low=0.5, high=2), make(3), make(3)
+
+
+def test_an_input_torch_cannot_differentiate_gets_a_hint_to_no_grad():
+    _, context = crash(RuntimeError, lambda: gradcheck(batch_norm_eval, statistics_inputs))
+    assert "not differentiable with respect to argument 'running_mean'" in context
+    assert "keep arguments out of them with no_grad=(position or keyword name, ...)" in context
+    assert "check_grad=False" not in context  # not an option of gradcheck
+
+
+def test_no_grad_keeps_arguments_out_of_the_jacobians():
+    report = gradcheck(batch_norm_eval, statistics_inputs, no_grad=(1, 2))
+    assert report.inputs == ["input 0", "input 3", "input 4"]
+
+
+def test_no_grad_does_not_hide_a_wrong_gradient_of_the_other_inputs():
+    class WrongBiasGradient(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x, bias):
+            return x + bias
+
+        @staticmethod
+        def backward(ctx, grad):
+            return grad, 2 * grad
+
+    with pytest.raises(CheckFailed, match=r"d output\[0\] / d input 2\[0\]: numerical 1, analytical 2"):
+        gradcheck(lambda x, table, bias: WrongBiasGradient.apply(x * table, bias), lambda make: (make(3), make(3), make(3)), no_grad=1)
+
+
 @pytest.mark.parametrize(
     ("kwargs", "error"),
     [
@@ -143,6 +177,8 @@ def test_a_crash_in_fn_keeps_its_type_and_gets_context():
         ({"eps": -1.0}, ValueError),
         ({"seed": -2}, ValueError),
         ({"check_gradgrad": "yes"}, TypeError),
+        ({"no_grad": True}, TypeError),
+        ({"no_grad": (4,)}, ValueError),
     ],
 )
 def test_bad_arguments_are_type_or_value_errors(kwargs, error):

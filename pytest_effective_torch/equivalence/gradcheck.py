@@ -10,16 +10,16 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .. import tree
-from ..errors import CheckFailed, with_context
+from ..errors import CheckFailed, gradient_hint, with_context
 from ..formatting import fmt
 from ..inputs import Args, Inputs, Maker, arg_items, arg_label, build, map_args
 from .bounds import unravel
-from .options import check_callable, check_device, check_inputs, check_seed
+from .options import check_argument_keys, check_callable, check_device, check_inputs, check_seed
 
 if TYPE_CHECKING:
     import torch
@@ -60,7 +60,8 @@ class _Flat:
         # Where each differentiable tensor goes: (top-level key, path inside)
         for key, value in arg_items(args):
             for sub, t in tree.tensors(value):
-                if (t.dtype.is_floating_point or t.dtype.is_complex) and not any(t is u for u in self.tensors):
+                differentiable = (t.dtype.is_floating_point or t.dtype.is_complex) and t.requires_grad
+                if differentiable and not any(t is u for u in self.tensors):
                     self.names.append(arg_label(key) + sub)
                     self.tensors.append(t)
         self.param_names: list[str] = []
@@ -204,6 +205,7 @@ def gradcheck(
     device: torch.device | str | None = None,
     seed: int | None = None,
     check_gradgrad: bool = True,
+    no_grad: Iterable[int | str] | int | str = (),
     eps: float = 1e-6,
     atol: float = 1e-5,
     rtol: float = 1e-3,
@@ -217,7 +219,9 @@ def gradcheck(
     rounding. An ``nn.Module`` is copied to float64 and its parameters are
     checked too. On failure, :class:`CheckFailed` names the input, the
     output and the worst Jacobian entry. Pass ``check_gradgrad=False`` for
-    code that cannot be differentiated twice (e.g. torch.compile'd).
+    code that cannot be differentiated twice (e.g. torch.compile'd), and
+    ``no_grad=`` to name arguments that are not differentiated (positions or
+    keyword names: running statistics, constant tables).
 
     >>> import torch
     >>> from pytest_effective_torch import gradcheck
@@ -229,6 +233,7 @@ def gradcheck(
 
     try:
         dev, seed = _validated(fn, inputs, check_gradgrad, seed, device, eps=eps, atol=atol, rtol=rtol, nondet_tol=nondet_tol)
+        constants = check_argument_keys("no_grad", no_grad)
     except (TypeError, ValueError) as exc:
         raise exc.with_traceback(None) from None  # the caller's line, not the validators' frames
     rerun = _rerun or f"rerun: gradcheck(fn, inputs, device={str(dev or 'cpu')!r}, seed={seed})"
@@ -248,6 +253,14 @@ def gradcheck(
             context=f"effective-torch: while building the gradcheck inputs (seed={seed})\n{rerun}",
         )
     args = map_args(raw, to64)
+    keys = [k for k, _ in arg_items(args)]
+    unknown = sorted((k for k in constants if k not in keys), key=str)
+    if unknown:
+        raise ValueError(f"no_grad names arguments the inputs do not have: {unknown}; arguments: {sorted(map(str, keys))}")
+    for key, value in arg_items(args):
+        if key in constants:
+            for _, t in tree.tensors(value):
+                t.requires_grad_(False)
 
     module = None
     if isinstance(fn, torch.nn.Module):
@@ -263,7 +276,7 @@ def gradcheck(
     try:
         outs = flat(*xs)
     except Exception as exc:
-        with_context(exc, context)
+        with_context(exc, context + gradient_hint(exc, outputs_only=False))
     report.outputs = list(flat.output_names)
     if not outs:
         raise ValueError("gradcheck: fn returned no floating tensor to differentiate")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from ..errors import with_context
+from ..errors import gradient_hint, with_context
 from ..inputs import Args, derive_seed, input_tensors
 from .compare import Leaf, pair
 from .conditioning import gradient_leaves
@@ -13,7 +13,7 @@ from .copies import Reused, cotangent, is_float
 from .judge import Judge
 from .plan import Trial, noncontiguous_copy
 from .report import EquivalenceReport, Problem
-from .sides import Sides, gradient_hint
+from .sides import Sides
 
 if TYPE_CHECKING:
     import torch

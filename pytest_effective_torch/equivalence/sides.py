@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..errors import with_context
+from ..errors import gradient_hint, with_context
 from ..inputs import Args
 from .copies import seed_rng
 from .options import CheckOptions
@@ -46,28 +46,6 @@ class Side:
             return self.fn(*args.args, **args.kwargs)
         except Exception as exc:
             with_context(exc, context(self.what + mode) + gradient_hint(exc))
-
-
-#: What torch says when an input must not require grad, or a function has no backward.
-_NOT_DIFFERENTIABLE = (
-    "is not differentiable with respect to",
-    "cannot have requires_grad",
-    "no autograd formula",
-    "is not implemented",
-    "does not require grad",
-    "does not have a grad_fn",
-)
-
-
-def gradient_hint(exc: BaseException) -> str:
-    """A hint line when ``exc`` says autograd could not go through (empty otherwise)."""
-    text = str(exc)
-    if not any(s in text for s in _NOT_DIFFERENTIABLE):
-        return ""
-    return (
-        "\nhint: the check takes gradients with respect to every floating input; keep arguments "
-        "out of them with no_grad=(position or keyword name, ...), or compare outputs only with check_grad=False"
-    )
 
 
 def prepare(fn: Any, name: str, device: torch.device, dtype: torch.dtype) -> Side:
