@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from typing import NoReturn
 
@@ -52,18 +53,17 @@ def with_context(exc: BaseException, context: str) -> NoReturn:
 
 
 #: What torch says when an input must not require grad, or a function has no backward.
-_NOT_DIFFERENTIABLE = (
-    "is not differentiable with respect to",
-    "cannot have requires_grad",
-    "no autograd formula",
-    "derivative for",  # "the derivative for 'aten::foo' is not implemented"
+_NOT_DIFFERENTIABLE = re.compile(
+    r"is not differentiable with respect to argument '"
+    r"|This input cannot have requires_grad True"
+    r"|but no autograd formula was registered"
+    r"|derivative for '?[\w:.]+'? is not implemented"
 )
 
 
 def gradient_hint(exc: BaseException, *, outputs_only: bool = True) -> str:
-    """A hint line when ``exc`` says autograd could not go through (empty otherwise)."""
-    text = str(exc)
-    if not any(s in text for s in _NOT_DIFFERENTIABLE):
+    """A hint line when ``exc`` is torch saying autograd could not go through (empty otherwise)."""
+    if not _NOT_DIFFERENTIABLE.search(str(exc)):
         return ""
     return (
         "\nhint: the check takes gradients with respect to every floating input; keep arguments "

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Union
 
 from . import tree
@@ -80,6 +80,35 @@ def input_tensors(args: Args) -> list[tuple[int | str, str, torch.Tensor]]:
         for key, value in arg_items(args)
         for sub, tensor in tree.tensors(value)
     ]
+
+
+def check_argument_keys(option: str, keys: Any) -> frozenset[int | str]:
+    """``mutates=`` / ``no_grad=``: argument positions and keyword names, one or several."""
+    if isinstance(keys, bool):
+        raise TypeError(f"{option} names arguments (positions and/or keyword names), got {keys!r}")
+    if isinstance(keys, (int, str)):
+        keys = (keys,)
+    if not isinstance(keys, Iterable):
+        raise TypeError(f"{option} must be argument positions and/or keyword names, got {keys!r}")
+    out: set[int | str] = set()
+    for item in keys:
+        if isinstance(item, bool) or not isinstance(item, (int, str)):
+            raise TypeError(f"{option} must hold argument positions (int) or keyword names (str), got {item!r}")
+        if isinstance(item, int) and item < 0:
+            raise ValueError(f"{option}: argument positions count from 0, got {item}")
+        out.add(item)
+    return frozenset(out)
+
+
+def check_named_arguments(args: Args, **named: frozenset[int | str]) -> None:
+    """``mutates=`` / ``no_grad=`` must name arguments ``args`` has (a ValueError naming the others)."""
+    keys = {k for k, _ in arg_items(args)}
+    for option, names in named.items():
+        unknown = sorted((m for m in names if m not in keys), key=str)
+        if unknown:
+            raise ValueError(
+                f"{option} names arguments the inputs do not have: {unknown}; arguments: {sorted(map(str, keys))}"
+            )
 
 
 Builder = Callable[["Maker"], tuple | Args]

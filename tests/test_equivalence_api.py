@@ -304,7 +304,7 @@ def test_a_builder_returning_a_bare_tensor_is_a_type_error():
         ({"seed": -1}, ValueError, "seed must be an integer"),
         ({"mutates": [1.5]}, TypeError, "mutates must hold argument positions"),
         ({"mutates": ("out",)}, ValueError, "mutates names arguments the inputs do not have"),
-        ({"no_grad": True}, TypeError, "no_grad names arguments .*pass check_grad=False"),
+        ({"no_grad": True}, TypeError, r"no_grad names arguments \(positions and/or keyword names\), got True"),
         ({"no_grad": [None]}, TypeError, "no_grad must hold argument positions"),
         ({"no_grad": (3, "mask")}, ValueError, r"no_grad names arguments the inputs do not have: \[3, 'mask'\]"),
         ({"dtype": torch.int64}, ValueError, "dtype must be a floating dtype"),
@@ -365,6 +365,46 @@ def test_no_grad_takes_keyword_names():
 
     report = assert_same_as_reference(candidate, reference, lambda make: Args(make(4, 6), table=make(6)), no_grad="table")
     assert {g.split(" (trial")[0] for g in report.gradients} == {"grad of input 0"}
+
+
+def test_fixed_inputs_check_the_names_too():
+    given = statistics_inputs(lambda *shape, **kw: torch.rand(*shape) + 0.5)
+    with pytest.raises(ValueError, match=r"no_grad names arguments the inputs do not have: \['running_mean'\]"):
+        assert_same_as_reference(batch_norm_eval, batch_norm_by_hand, given, no_grad=("running_mean",))
+    with pytest.raises(ValueError, match=r"mutates names arguments the inputs do not have: \[9\]"):
+        assert_same_as_reference(batch_norm_eval, batch_norm_by_hand, given, mutates=9)
+    report = assert_same_as_reference(batch_norm_eval, batch_norm_by_hand, given, no_grad=(1, 2))
+    assert len(report.trials) == 2
+
+
+def test_the_rerun_line_repeats_the_options_that_change_what_runs():
+    def bias_gradient_lost(x, running_mean, running_var, weight, bias):
+        return batch_norm_eval(x, running_mean, running_var, weight, bias.detach())
+
+    with pytest.raises(CheckFailed) as info:
+        assert_same_as_reference(bias_gradient_lost, batch_norm_by_hand, statistics_inputs, no_grad=(2, 1))
+    assert str(info.value).endswith("dtype=torch.float32, seed=0, no_grad=(1, 2))")
+
+
+def test_no_gradient_left_to_compare_is_noted():
+    report = assert_same_as_reference(torch.mul, lambda x, y: y * x, lambda make: (make(3), make(3)), no_grad=(0, 1))
+    assert report.gradients == []
+    assert "no gradient was compared: no_grad=(0, 1) leaves no floating input or parameter" in report.notes
+
+
+def test_the_hint_is_left_out_where_it_cannot_help():
+    def candidate(x):  # a parameter-like tensor that requires grad, created inside: neither option reaches it
+        return torch.nn.functional.batch_norm(x, torch.zeros(6, requires_grad=True), torch.ones(6), training=False)
+
+    _, notes = crash(RuntimeError, lambda: assert_same_as_reference(candidate, torch.nn.functional.relu, lambda make: (make(4, 6),), check_grad=False))
+    assert "not differentiable with respect to argument 'running_mean'" in notes
+    assert "hint:" not in notes
+
+    def own_error(x):
+        raise ValueError("no closed-form derivative for degree > 2 splines")
+
+    _, notes = crash(ValueError, lambda: assert_same_as_reference(own_error, torch.sin, lambda make: (make(3),)))
+    assert "hint:" not in notes
 
 
 def test_keyword_inputs_via_args_reach_both_sides():

@@ -210,6 +210,19 @@ def test_a_backward_that_assumes_a_contiguous_incoming_gradient_fails_in_the_lay
     assert "output[" not in msg  # its forward is right
 
 
+class SigmoidViewingItsGradient(SigmoidReadingItsGradientAsContiguous):
+    @staticmethod
+    def backward(ctx, grad):
+        (y,) = ctx.saved_tensors
+        return (grad.view(-1) * (y * (1 - y)).reshape(-1)).view(y.shape)
+
+
+def test_a_backward_that_crashes_on_a_strided_incoming_gradient_is_told_so():
+    _, notes = crash(RuntimeError, lambda: assert_same_as_reference(SigmoidViewingItsGradient.apply, torch.sigmoid, rows))
+    assert "while computing gradients of the candidate (backward) in trial 4 of 7 (non-contiguous layout)" in notes
+    assert "gradients flowing in (cotangents): non-contiguous too" in notes
+
+
 class SigmoidReusingItsIncomingGradient(torch.autograd.Function):
     """A correct backward that writes its result into the incoming gradient's buffer."""
 

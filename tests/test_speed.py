@@ -249,6 +249,38 @@ def test_backward_needs_an_output_that_requires_grad():
         assert_faster_than_reference(detached, detached, inputs, backward=True)
 
 
+def batch_norm_eval(x, running_mean, running_var, weight, bias):
+    return torch.nn.functional.batch_norm(x, running_mean, running_var, weight, bias, training=False)
+
+
+def statistics_inputs(make):
+    return make(4, 3, 8), make(3), make(3, low=0.5, high=2), make(3), make(3)
+
+
+def test_backward_with_an_input_torch_cannot_differentiate_gets_a_hint_to_no_grad():
+    with pytest.raises(RuntimeError) as info:
+        assert_faster_than_reference(batch_norm_eval, batch_norm_eval, statistics_inputs, backward=True, min_speedup=None)
+    notes = "\n".join(getattr(info.value, "__notes__", [])) or str(info.value)
+    assert "while calling the reference (batch_norm_eval) for its first call" in notes
+    assert "keep arguments out of them with no_grad=(position or keyword name, ...)" in notes
+
+
+def test_backward_leaves_the_arguments_no_grad_names_alone():
+    result = assert_faster_than_reference(
+        batch_norm_eval, batch_norm_eval, statistics_inputs, backward=True, min_speedup=None, no_grad=(1, 2), time_budget=0.2
+    )
+    assert result.min_speedup is None  # measured, not asserted
+
+
+@pytest.mark.parametrize(("no_grad", "error", "match"), [
+    (True, TypeError, "no_grad names arguments"),
+    (("mask",), ValueError, r"no_grad names arguments the inputs do not have: \['mask'\]"),
+])
+def test_a_bad_no_grad_is_a_clear_error(no_grad, error, match):
+    with pytest.raises(error, match=match):
+        assert_faster_than_reference(batch_norm_eval, batch_norm_eval, statistics_inputs, backward=True, no_grad=no_grad)
+
+
 def test_with_backward_the_first_call_cost_includes_the_first_forward():
     # The first forward (where torch.compile compiles, lazy modules
     # initialise) must be in the reported first call, not hidden by the

@@ -114,6 +114,9 @@ class Check:
                     self.run_trial(trial, len(trials), args, passed_before=i)
                     self.report.trials.append(trial)
                     i += 1
+            if options.check_grad and options.no_grad and not self.report.gradients:
+                names = ", ".join(map(str, sorted(options.no_grad, key=str)))
+                self.report.add_note(f"no gradient was compared: no_grad=({names}) leaves no floating input or parameter")
         finally:
             # Now, not whenever the garbage collector gets to this check's
             # objects: a 4096 x 4096 check holds over 1 GiB of buffers.

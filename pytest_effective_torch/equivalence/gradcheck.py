@@ -17,9 +17,19 @@ from typing import TYPE_CHECKING, Any
 from .. import tree
 from ..errors import CheckFailed, gradient_hint, with_context
 from ..formatting import fmt
-from ..inputs import Args, Inputs, Maker, arg_items, arg_label, build, map_args
+from ..inputs import (
+    Args,
+    Inputs,
+    Maker,
+    arg_items,
+    arg_label,
+    build,
+    check_argument_keys,
+    check_named_arguments,
+    map_args,
+)
 from .bounds import unravel
-from .options import check_argument_keys, check_callable, check_device, check_inputs, check_seed
+from .options import check_callable, check_device, check_inputs, check_seed
 
 if TYPE_CHECKING:
     import torch
@@ -253,10 +263,10 @@ def gradcheck(
             context=f"effective-torch: while building the gradcheck inputs (seed={seed})\n{rerun}",
         )
     args = map_args(raw, to64)
-    keys = [k for k, _ in arg_items(args)]
-    unknown = sorted((k for k in constants if k not in keys), key=str)
-    if unknown:
-        raise ValueError(f"no_grad names arguments the inputs do not have: {unknown}; arguments: {sorted(map(str, keys))}")
+    try:
+        check_named_arguments(args, no_grad=constants)
+    except ValueError as exc:
+        raise exc.with_traceback(None) from None
     for key, value in arg_items(args):
         if key in constants:
             for _, t in tree.tensors(value):

@@ -88,7 +88,9 @@ class Gradients:
             except Exception as exc:
                 with_context(
                     exc,
-                    self.context(f"computing gradients of the {side} (backward)", trial, total, args) + gradient_hint(exc),
+                    self.context(f"computing gradients of the {side} (backward)", trial, total, args)
+                    + ("\ngradients flowing in (cotangents): non-contiguous too" if trial.noncontiguous else "")
+                    + gradient_hint(exc),
                 )
 
         cand_params = self.cand.params

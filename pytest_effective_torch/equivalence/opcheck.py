@@ -107,7 +107,7 @@ def opcheck_problems(op: Any, pristine: Args) -> list[Problem]:
     if problems:
         problems[-1].lines.append(
             f"torch.library.opcheck({op_name(op)}) on this trial's inputs"
-            + (" (requiring grad; check_grad=False checks without)" if check_grad else " (not requiring grad)")
+            + (" (requiring grad; no_grad= keeps arguments out, check_grad=False checks without)" if check_grad else " (not requiring grad)")
             + "; opcheck=False turns this check off"
         )
     _CACHE[key] = problems

@@ -7,13 +7,22 @@ what is accepted; :func:`check_options` raises it before any user code runs.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..compiling import CompileSettings, check_compile_options, check_variant
 from ..dtypes import to_torch_dtype
-from ..inputs import Args, Inputs, as_args, input_tensors, is_builder, map_args
+from ..inputs import (
+    Args,
+    Inputs,
+    as_args,
+    check_argument_keys,
+    check_named_arguments,
+    input_tensors,
+    is_builder,
+    map_args,
+)
 from .tolerance import Tolerance
 
 if TYPE_CHECKING:
@@ -123,25 +132,6 @@ def check_device(device: Any) -> torch.device | None:
     raise TypeError(f"device must be a torch.device, a string such as 'cpu', or None; got {device!r}")
 
 
-def check_argument_keys(option: str, keys: Any) -> frozenset[int | str]:
-    """``mutates=`` / ``no_grad=``: argument positions and keyword names, one or several."""
-    if isinstance(keys, bool):
-        hint = "; to compare outputs only, pass check_grad=False" if option == "no_grad" else ""
-        raise TypeError(f"{option} names arguments (positions and/or keyword names), got {keys!r}{hint}")
-    if isinstance(keys, (int, str)):
-        keys = (keys,)
-    if not isinstance(keys, Iterable):
-        raise TypeError(f"{option} must be argument positions and/or keyword names, got {keys!r}")
-    out: set[int | str] = set()
-    for item in keys:
-        if isinstance(item, bool) or not isinstance(item, (int, str)):
-            raise TypeError(f"{option} must hold argument positions (int) or keyword names (str), got {item!r}")
-        if isinstance(item, int) and item < 0:
-            raise ValueError(f"{option}: argument positions count from 0, got {item}")
-        out.add(item)
-    return frozenset(out)
-
-
 def check_param_map(param_map: Any) -> ParamMap | None:
     if param_map is None or isinstance(param_map, Mapping) or callable(param_map):
         return param_map
@@ -216,6 +206,10 @@ def check_options(
             .to(device=target_device, dtype=target_dtype if t.dtype.is_floating_point else t.dtype)
             .clone(),
         )
+    mutates = check_argument_keys("mutates", mutates)
+    no_grad = check_argument_keys("no_grad", no_grad)
+    if given is not None:
+        check_named_arguments(given, mutates=mutates, no_grad=no_grad)
     device = device if device is not None else torch.device("cpu")
     dtype = dtype if dtype is not None else torch.float32
     if not dtype.is_floating_point:
@@ -224,6 +218,12 @@ def check_options(
         "rerun: assert_same_as_reference(candidate, reference, inputs, "
         f"device={str(device)!r}, dtype={dtype}, seed={seed}"
         + (f", trials={trials}" if trials != DEFAULT_TRIALS else "")
+        + ("" if check_grad else ", check_grad=False")
+        + "".join(
+            f", {option}={tuple(sorted(names, key=str))!r}"
+            for option, names in (("mutates", mutates), ("no_grad", no_grad))
+            if names
+        )
         + (", variant='compile'" if compiling is not None else "")
         + ")"
     )
@@ -233,8 +233,8 @@ def check_options(
         seed=seed,
         tolerance=Tolerance(check_number("atol", atol), check_number("rtol", rtol)),
         check_grad=check_grad,
-        mutates=check_argument_keys("mutates", mutates),
-        no_grad=check_argument_keys("no_grad", no_grad),
+        mutates=mutates,
+        no_grad=no_grad,
         param_map=check_param_map(param_map),
         trials=trials,
         rerun=rerun,

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ..inputs import Args, Maker, arg_items, build, derive_seed, map_args
+from ..inputs import Args, Maker, build, check_named_arguments, derive_seed, map_args
 from .copies import clone_layout
 
 if TYPE_CHECKING:
@@ -184,13 +184,5 @@ def trial_inputs(
     moved = trial.scale is not None or trial.offset is not None
     scaled_none = moved and not any(scaled for _, scaled in make.made)
     args = map_args(args, noncontiguous_copy if trial.noncontiguous else (lambda t: t.detach()))
-    for option, named in (("mutates", options.mutates), ("no_grad", options.no_grad)):
-        if named:
-            keys = {k for k, _ in arg_items(args)}
-            unknown = sorted((m for m in named if m not in keys), key=str)
-            if unknown:
-                raise ValueError(
-                    f"{option} names arguments the inputs do not have: {unknown}; "
-                    f"arguments: {sorted(map(str, keys))}"
-                )
+    check_named_arguments(args, mutates=options.mutates, no_grad=options.no_grad)
     return args, scaled_none

@@ -32,6 +32,8 @@ class Side:
     device: torch.device
     module: Any = None
     params: list[tuple[str, torch.Tensor]] = field(default_factory=list)
+    #: whether a crash that says an input cannot be differentiated gets the no_grad= hint
+    grad_hint: bool = True
 
     @property
     def what(self) -> str:
@@ -45,7 +47,7 @@ class Side:
         try:
             return self.fn(*args.args, **args.kwargs)
         except Exception as exc:
-            with_context(exc, context(self.what + mode) + gradient_hint(exc))
+            with_context(exc, context(self.what + mode) + (gradient_hint(exc) if self.grad_hint else ""))
 
 
 def prepare(fn: Any, name: str, device: torch.device, dtype: torch.dtype) -> Side:
@@ -75,6 +77,11 @@ class Sides:
             prepare(reference, "reference", options.device, options.dtype),
             prepare(reference, "truth", options.truth_device, torch.float64) if options.separate_truth else None,
         )
+        for side in (sides.candidate, sides.reference, sides.truth):
+            if side is not None:
+                # With check_grad=False only module parameters require grad,
+                # which neither option can change.
+                side.grad_hint = options.check_grad
         if options.compiling is not None:
             # Variant compile: only the candidate is compiled (its module copy,
             # when it is one); the reference and the truth stay eager.

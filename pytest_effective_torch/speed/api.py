@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..errors import skip_test
@@ -48,6 +48,7 @@ def assert_faster_than_reference(
     measure_memory: bool | None = None,
     variant: str = "eager",
     compile_options: Mapping[str, Any] | None = None,
+    no_grad: Iterable[int | str] | int | str = (),
 ) -> SpeedResult | SpeedSweepResult:
     """Assert that ``candidate`` is at least ``min_speedup`` times faster than ``reference``.
 
@@ -125,6 +126,7 @@ def assert_faster_than_reference(
         confidence=confidence,
         variant=variant,
         compile_options=compile_options,
+        no_grad=no_grad,
     )
     untimed = untimed_reason()
     if spec is not None:

@@ -18,7 +18,7 @@ from typing import Any
 
 from .. import tree
 from ..formatting import callable_name, dtype_name
-from ..inputs import Args, input_tensors, map_args
+from ..inputs import Args, input_tensors
 from .clocks import synchronize, time_once
 
 #: What ``mode=`` accepts, and what the result's ``measured`` says for each.
@@ -45,8 +45,11 @@ def shapes(args: Args) -> str:
     return ", ".join(parts)
 
 
-def with_grad_leaves(args: Args) -> tuple[Args, list[Any]]:
-    """``args`` with every floating tensor (nested ones too) replaced by a copy that requires grad."""
+def with_grad_leaves(args: Args, no_grad: frozenset[int | str] = frozenset()) -> tuple[Args, list[Any]]:
+    """``args`` with every floating tensor (nested ones too) replaced by a copy that requires grad.
+
+    The arguments ``no_grad`` names are left as they are.
+    """
     leaves: list[Any] = []
 
     def leaf(t: Any) -> Any:
@@ -56,10 +59,19 @@ def with_grad_leaves(args: Args) -> tuple[Args, list[Any]]:
             return copy
         return t
 
-    return map_args(args, leaf), leaves
+    memo: dict[int, Any] = {}
+
+    def one(key: int | str, value: Any) -> Any:
+        return value if key in no_grad else tree.map_tensors(value, leaf, memo)
+
+    out = Args(*(one(i, a) for i, a in enumerate(args.args)))
+    out.kwargs = {k: one(k, v) for k, v in args.kwargs.items()}
+    return out, leaves
 
 
-def make_call(fn: Callable[..., Any], args: Args, mode: str, role: str, device: Any) -> tuple[Callable[[], Any], float]:
+def make_call(
+    fn: Callable[..., Any], args: Args, mode: str, role: str, device: Any, no_grad: frozenset[int | str] = frozenset()
+) -> tuple[Callable[[], Any], float]:
     """The callable that is timed in ``mode`` (see :data:`MODES`), and the
     seconds its first call took.
 
@@ -80,7 +92,7 @@ def make_call(fn: Callable[..., Any], args: Args, mode: str, role: str, device: 
 
     import torch
 
-    grad_args, leaves = with_grad_leaves(args)
+    grad_args, leaves = with_grad_leaves(args, no_grad)
     if not leaves:
         raise BackwardMisuse(
             f"{what} needs at least one floating-point tensor among the inputs; "

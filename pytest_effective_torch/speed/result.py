@@ -8,6 +8,7 @@ from typing import Any
 
 from ..compiling import CompileSettings, check_compile_options, check_variant
 from ..formatting import fmt_time
+from ..inputs import check_argument_keys
 from . import stats
 from .calls import MODES
 
@@ -155,6 +156,8 @@ class SpeedOptions:
     #: ``eager`` or ``compile`` (the candidate under torch.compile), and torch.compile's arguments
     variant: str = "eager"
     compile_options: Any = field(default=None, hash=False)
+    #: arguments kept out of the backward modes' gradients (positions or keyword names)
+    no_grad: Any = ()
 
     def __post_init__(self) -> None:
         def positive(name: str, value: Any, *, allow_none: bool = False, none: str = "") -> None:
@@ -199,6 +202,7 @@ class SpeedOptions:
         if self.mode is not None and self.mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
         object.__setattr__(self, "variant", check_variant(self.variant))
+        object.__setattr__(self, "no_grad", check_argument_keys("no_grad", self.no_grad))
         check_compile_options(self.compile_options)  # used by variant compile; validated in either
         if self.backward and self.mode not in (None, "full"):
             raise ValueError(

@@ -15,9 +15,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import with_context
+from ..errors import gradient_hint, with_context
 from ..formatting import callable_name, dtype_name
-from ..inputs import Args, Inputs, Maker, build, input_tensors
+from ..inputs import Args, Inputs, Maker, build, check_named_arguments, input_tensors
 from . import stats
 from .calls import MODES, BackwardMisuse, first_device, make_call, shapes
 from .clocks import block_timer, gc_paused, pinned_threads, time_once
@@ -130,6 +130,7 @@ def _setting(candidate: Any, reference: Any, inputs: Inputs, options: SpeedOptio
     if dtype is None:
         floats = [t for _, _, t in input_tensors(args) if t.is_floating_point()]
         dtype = floats[0].dtype if floats else None
+    check_named_arguments(args, no_grad=options.no_grad)
     names = {"candidate": callable_name(candidate), "reference": callable_name(reference)}
     return _Setting(options, args, device, dtype, names)
 
@@ -138,11 +139,12 @@ def _first_call(fn: Callable[..., Any], role: str, setting: _Setting) -> tuple[C
     """Build the timed callable and time its first call; user crashes get context."""
     __tracebackhide__ = True
     try:
-        return make_call(fn, setting.args, setting.options.timed, role, setting.device)
+        return make_call(fn, setting.args, setting.options.timed, role, setting.device, setting.options.no_grad)
     except BackwardMisuse as exc:
         raise ValueError(str(exc)) from None
     except Exception as exc:
-        with_context(exc, setting.context(f"calling the {role} ({setting.names[role]}) for its first call"))
+        hint = gradient_hint(exc, outputs_only=False) if setting.options.timed != "forward" else ""
+        with_context(exc, setting.context(f"calling the {role} ({setting.names[role]}) for its first call") + hint)
 
 
 def _warm_up(calls: dict[str, Callable[[], Any]], device: Any, budget: float, running: list[str]) -> dict[str, float]:
