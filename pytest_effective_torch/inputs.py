@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import zlib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Union
 
 from . import tree
@@ -65,11 +65,18 @@ def arg_label(key: int | str) -> str:
     return f"input {key}" if isinstance(key, int) else f"input {key!r}"
 
 
-def map_args(args: Args, fn: Callable[[Any], Any]) -> Args:
-    """``args`` with ``fn(t)`` in place of every tensor, nested ones included; sharing kept."""
+def map_args(args: Args, fn: Callable[[Any], Any], skip: Collection[int | str] = ()) -> Args:
+    """``args`` with ``fn(t)`` in place of every tensor, nested ones included; sharing kept.
+
+    The arguments whose keys (positions, keyword names) are in ``skip`` are kept as they are.
+    """
     memo: dict[int, Any] = {}
-    out = Args(*(tree.map_tensors(a, fn, memo) for a in args.args))
-    out.kwargs = {k: tree.map_tensors(v, fn, memo) for k, v in args.kwargs.items()}
+
+    def one(key: int | str, value: Any) -> Any:
+        return value if key in skip else tree.map_tensors(value, fn, memo)
+
+    out = Args(*(one(i, a) for i, a in enumerate(args.args)))
+    out.kwargs = {k: one(k, v) for k, v in args.kwargs.items()}
     return out
 
 

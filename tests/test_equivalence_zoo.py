@@ -183,14 +183,18 @@ def test_a_candidate_that_assumes_contiguous_memory_fails_in_the_layout_trial():
     assert "strides (21, 2), offset 1" in msg
 
 
-class SigmoidReadingItsGradientAsContiguous(torch.autograd.Function):
-    """A backward that indexes its incoming gradient with contiguous strides (a raw-pointer kernel)."""
+class Sigmoid(torch.autograd.Function):
+    """torch.sigmoid's forward, saving its output; the subclasses write the backward."""
 
     @staticmethod
     def forward(ctx, x):
         y = torch.sigmoid(x)
         ctx.save_for_backward(y)
         return y
+
+
+class SigmoidReadingItsGradientAsContiguous(Sigmoid):
+    """A backward that indexes its incoming gradient with contiguous strides (a raw-pointer kernel)."""
 
     @staticmethod
     def backward(ctx, grad):
@@ -210,7 +214,7 @@ def test_a_backward_that_assumes_a_contiguous_incoming_gradient_fails_in_the_lay
     assert "output[" not in msg  # its forward is right
 
 
-class SigmoidViewingItsGradient(SigmoidReadingItsGradientAsContiguous):
+class SigmoidViewingItsGradient(Sigmoid):
     @staticmethod
     def backward(ctx, grad):
         (y,) = ctx.saved_tensors
@@ -223,14 +227,8 @@ def test_a_backward_that_crashes_on_a_strided_incoming_gradient_is_told_so():
     assert "gradients flowing in (cotangents): non-contiguous too" in notes
 
 
-class SigmoidReusingItsIncomingGradient(torch.autograd.Function):
+class SigmoidReusingItsIncomingGradient(Sigmoid):
     """A correct backward that writes its result into the incoming gradient's buffer."""
-
-    @staticmethod
-    def forward(ctx, x):
-        y = torch.sigmoid(x)
-        ctx.save_for_backward(y)
-        return y
 
     @staticmethod
     def backward(ctx, grad):

@@ -11,7 +11,7 @@ from .compare import Leaf, pair
 from .conditioning import gradient_leaves
 from .copies import Reused, cotangent, is_float
 from .judge import Judge
-from .plan import Trial, noncontiguous_copy
+from .plan import STRIDED_COTANGENTS, Trial, noncontiguous_copy
 from .report import EquivalenceReport, Problem
 from .sides import Sides
 
@@ -89,7 +89,7 @@ class Gradients:
                 with_context(
                     exc,
                     self.context(f"computing gradients of the {side} (backward)", trial, total, args)
-                    + ("\ngradients flowing in (cotangents): non-contiguous too" if trial.noncontiguous else "")
+                    + (f"\n{STRIDED_COTANGENTS}" if trial.noncontiguous else "")
                     + gradient_hint(exc),
                 )
 

@@ -146,6 +146,10 @@ def plan(
     return out
 
 
+#: What failures and crashes of the layout trial's backward say about the gradients pushed in.
+STRIDED_COTANGENTS = "gradients flowing in (cotangents): non-contiguous too, every other element of a wider buffer"
+
+
 def noncontiguous_copy(t: torch.Tensor) -> torch.Tensor:
     """Same values, non-contiguous: every other element of a wider buffer, offset by one.
 

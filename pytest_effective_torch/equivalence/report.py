@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ..formatting import fmt
-from .plan import Trial
+from .plan import STRIDED_COTANGENTS, Trial
 
 if TYPE_CHECKING:
     from .tolerance import Mismatch
@@ -152,7 +152,7 @@ def failure_message(
         f"  inputs: {inputs_line}",
     ]
     if trial.noncontiguous and any(p.path.startswith("grad of") for p in problems):
-        lines.append("  gradients flowing in (cotangents): non-contiguous too, every other element of a wider buffer")
+        lines.append(f"  {STRIDED_COTANGENTS}")
     lines += [problem.render() for problem in problems]
     lines += [f"  note: {note}" for note in notes]
     lines.append(rerun)

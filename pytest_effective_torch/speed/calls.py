@@ -18,7 +18,7 @@ from typing import Any
 
 from .. import tree
 from ..formatting import callable_name, dtype_name
-from ..inputs import Args, input_tensors
+from ..inputs import Args, input_tensors, map_args
 from .clocks import synchronize, time_once
 
 #: What ``mode=`` accepts, and what the result's ``measured`` says for each.
@@ -59,14 +59,7 @@ def with_grad_leaves(args: Args, no_grad: frozenset[int | str] = frozenset()) ->
             return copy
         return t
 
-    memo: dict[int, Any] = {}
-
-    def one(key: int | str, value: Any) -> Any:
-        return value if key in no_grad else tree.map_tensors(value, leaf, memo)
-
-    out = Args(*(one(i, a) for i, a in enumerate(args.args)))
-    out.kwargs = {k: one(k, v) for k, v in args.kwargs.items()}
-    return out, leaves
+    return map_args(args, leaf, skip=no_grad), leaves
 
 
 def make_call(
